@@ -1,0 +1,199 @@
+"""utils/run.py: flags, data paths, run folders, logging, existing-run protection, exact --resume."""
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import utils.run
+from utils.checkpoint import check_finite, load_checkpoint, seed_everything
+from utils.distributed import make_loader, set_epoch
+from utils.run import (REPO_ROOT, DeviceError, Run, RunFolderError, add_common_args, autocast, data_paths,
+                       make_checkpoint, resolve_device, resume_or_start)
+
+
+def parse(tmp_path, *flags, run_name='exp'):
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--lr', type=float, default=0.1)
+    add_common_args(parser, epochs=4, batch_size=4, seed=7, run_name=run_name)
+    return parser.parse_args(['--runs-dir', str(tmp_path / 'runs'), *flags])
+
+
+def test_common_args_defaults_and_flags(tmp_path):
+    args = parse(tmp_path)
+    assert (args.epochs, args.batch_size, args.seed, args.run_name) == (4, 4, 7, 'exp')
+    assert (args.device, args.resume, args.quiet, args.num_workers, args.missing_features) == \
+        ('auto', False, False, 0, 'error')
+    assert args.data_root is None
+    args = parse(tmp_path, '--data-root', 'd', '--run-name', 'r', '--epochs', '9', '--batch-size', '2',
+                 '--seed', '1', '--device', 'cpu', '--resume', '--quiet', '--num-workers', '3',
+                 '--missing-features', 'skip')
+    assert (args.data_root, args.run_name, args.epochs, args.batch_size, args.seed, args.device, args.resume,
+            args.quiet, args.num_workers, args.missing_features) == \
+        ('d', 'r', 9, 2, 1, 'cpu', True, True, 3, 'skip')
+    with pytest.raises(SystemExit):
+        parse(tmp_path, '--missing-features', 'zero')
+
+
+def test_data_paths():
+    p = data_paths('/x/root')
+    assert p.root == Path('/x/root')
+    assert (p.train, p.val_1, p.val_2) == tuple(Path('/x/root/captions') / f'{s}.json'
+                                                for s in ('train', 'val_1', 'val_2'))
+    assert p.c3d == Path('/x/root/features/c3d.hdf5') and p.clip_dir == Path('/x/root/features/clip')
+    d = data_paths(None)
+    assert d.train == REPO_ROOT / 'data/densecap/train.json' and d.val_2 == REPO_ROOT / 'data/densecap/val_2.json'
+    assert d.c3d == REPO_ROOT / 'data/anet_v1.3.c3d.hdf5' and d.clip_dir == REPO_ROOT / 'data/clip_features'
+
+
+def test_run_folder_layout_config_and_logs(tmp_path):
+    args = parse(tmp_path, '--quiet')
+    with Run(args, kind='unit') as run:
+        assert run.dir == tmp_path / 'runs' / 'exp' and run.is_main
+        run.log(3, {'loss': torch.tensor(1.5), 'lr': 0.01})
+        run.log(3, {'meteor': 4.25}, split='val')
+        run.save_checkpoint({'step': 3, 'w': torch.ones(2)}, epoch=0)
+        run.save_checkpoint({'step': 6, 'w': torch.zeros(2)}, epoch=1)
+    names = sorted(p.name for p in run.dir.iterdir())
+    assert names == ['checkpoints', 'config.json', 'log.jsonl', 'metrics', 'predictions', 'tensorboard']
+    config = json.loads((run.dir / 'config.json').read_text())
+    assert config == {**vars(args), 'kind': 'unit'}
+    lines = [json.loads(line) for line in (run.dir / 'log.jsonl').read_text().splitlines()]
+    assert lines == [{'step': 3, 'split': 'train', 'loss': 1.5, 'lr': 0.01},
+                     {'step': 3, 'split': 'val', 'meteor': 4.25}]
+    events = list((run.dir / 'tensorboard').glob('events.out.tfevents.*'))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    ckpts = sorted(p.name for p in run.checkpoints_dir.iterdir())
+    assert ckpts == ['epoch_000.pt', 'epoch_001.pt', 'last.pt']
+    assert load_checkpoint(run.checkpoints_dir / 'last.pt')['step'] == 6
+    assert load_checkpoint(run.checkpoints_dir / 'epoch_000.pt')['step'] == 3
+
+
+def test_tensorboard_holds_the_logged_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    with Run(parse(tmp_path, '--quiet'), kind='unit') as run:
+        run.log(1, {'loss': 2.0})
+        run.log(2, {'loss': 1.0})
+    acc = EventAccumulator(str(run.dir / 'tensorboard'))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars('train/loss')] == [(1, 2.0), (2, 1.0)]
+
+
+def test_existing_run_is_protected(tmp_path):
+    Run(parse(tmp_path), kind='unit').close()
+    with pytest.raises(RunFolderError, match='--resume.*--run-name'):
+        Run(parse(tmp_path), kind='unit')
+    # --resume with a changed learning flag is refused and names the flag
+    with pytest.raises(RunFolderError, match=r"lr: 0\.1 -> 0\.2"):
+        Run(parse(tmp_path, '--resume', '--lr', '0.2'), kind='unit')
+    with pytest.raises(RunFolderError, match="kind: 'unit' -> 'other'"):
+        Run(parse(tmp_path, '--resume'), kind='other')
+    # a longer schedule may be resumed; config.json then records it
+    run = Run(parse(tmp_path, '--resume', '--epochs', '8', '--quiet'), kind='unit')
+    assert json.loads((run.dir / 'config.json').read_text())['epochs'] == 8
+    with pytest.raises(RunFolderError, match='saved no checkpoint'):
+        run.resume_state()
+    run.close()
+
+
+def test_resume_of_missing_run_is_an_error(tmp_path):
+    with pytest.raises(RunFolderError, match='not found'):
+        Run(parse(tmp_path, '--resume', run_name='never'), kind='unit')
+    assert not (tmp_path / 'runs' / 'never').exists()
+
+
+def test_progress_is_off_when_quiet_or_not_a_tty(tmp_path, monkeypatch):
+    with Run(parse(tmp_path), kind='unit') as run:
+        monkeypatch.setattr('sys.stderr.isatty', lambda: True)
+        bar = run.progress(range(5), 'x')
+        assert not bar.disable and list(bar) == [0, 1, 2, 3, 4]
+        monkeypatch.setattr('sys.stderr.isatty', lambda: False)
+        assert run.progress(range(5), 'x').disable
+        run.args.quiet = True
+        monkeypatch.setattr('sys.stderr.isatty', lambda: True)
+        bar = run.progress(iter(range(3)), 'x', total=3)
+        assert bar.disable and list(bar) == [0, 1, 2]
+
+
+def test_resolve_device_and_autocast():
+    expected = 'cuda' if torch.cuda.is_available() else 'cpu'
+    assert resolve_device('auto').type == expected
+    assert resolve_device('cpu') == torch.device('cpu')
+    with pytest.raises(DeviceError, match='not a device name'):
+        resolve_device('gpu0')
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match='CUDA is not available'):
+            resolve_device('cuda')
+    with autocast(torch.device('cpu')):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+# --- resume exactness: 4 epochs in one go == 2 epochs, stop, fresh objects, --resume for 2 more ---
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 4, generator=g)
+    return TensorDataset(x, x.sum(1, keepdim=True).sin())
+
+
+def _train(args, kind='tiny'):
+    """What a training script does, with every object built afresh (as in a new process)."""
+    seed_everything(args.seed)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1, 3], gamma=0.5)
+    loader = make_loader(_data(), args.batch_size, shuffle=True, drop_last=False, collate_fn=None,
+                         seed=args.seed)
+    run = Run(args, kind)
+    start_epoch, step = resume_or_start(run, model, optimizer, scheduler)
+    for epoch in range(start_epoch, args.epochs):
+        set_epoch(loader, epoch)
+        for x, y in run.progress(loader, f'epoch {epoch}'):
+            loss = nn.functional.mse_loss(model(x), y)
+            check_finite(loss, step)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            run.log(step, {'loss': loss, 'lr': scheduler.get_last_lr()[0]})
+        scheduler.step()
+        run.save_checkpoint(make_checkpoint(model, optimizer, scheduler, epoch, step, run.config, kind), epoch)
+    run.close()
+    return model
+
+
+def _resumed(tmp_path, run_name):
+    _train(parse(tmp_path, '--quiet', '--epochs', '2', run_name=run_name))
+    return _train(parse(tmp_path, '--quiet', '--epochs', '4', '--resume', run_name=run_name))
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    whole = _train(parse(tmp_path, '--quiet', run_name='whole'))
+    resumed = _resumed(tmp_path, 'split')
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    log = [json.loads(line) for line in (tmp_path / 'runs/split/log.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in log] == list(range(1, 13))  # 3 batches x 4 epochs, continued step counter
+    assert log == [json.loads(line) for line in (tmp_path / 'runs/whole/log.jsonl').read_text().splitlines()]
+    last = load_checkpoint(tmp_path / 'runs/split/checkpoints/last.pt')
+    assert (last['epoch'], last['step'], last['kind'], last['config']['epochs']) == (3, 12, 'tiny', 4)
+    assert set(last) == {'model', 'optimizer', 'scheduler', 'epoch', 'step', 'config', 'rng', 'kind'}
+
+
+def test_resume_without_rng_restore_diverges(tmp_path, monkeypatch):
+    """Control: the dropout stream matters, so the test above really checks the RNG restore."""
+    whole = _train(parse(tmp_path, '--quiet', run_name='whole'))
+    monkeypatch.setattr(utils.run, 'restore_rng_state', lambda state: None)
+    resumed = _resumed(tmp_path, 'norng')
+    assert not torch.equal(whole[0].weight, resumed[0].weight)
+
+
+def test_resume_refuses_a_checkpoint_of_another_kind(tmp_path):
+    _train(parse(tmp_path, '--quiet', '--epochs', '1'), kind='tiny')
+    config = tmp_path / 'runs/exp/config.json'
+    config.write_text(config.read_text().replace('"tiny"', '"other"'))
+    with pytest.raises(RunFolderError, match="'tiny' checkpoint, this script trains 'other'"):
+        _train(parse(tmp_path, '--quiet', '--epochs', '2', '--resume'), kind='other')
