@@ -1,0 +1,23 @@
+"""Scaled bilinear attention over a sequence (`AttentionType0`, spec wsdec §3.3)."""
+import math
+
+import torch
+from torch import nn
+
+
+class BilinearAttention(nn.Module):
+    """`score_i = ⟨W f_i, q⟩ / sqrt(query_dim)`, masked softmax over time, `ctx = Σ α_i f_i`.
+
+    `W = Linear(feature_dim, query_dim, bias=False)` is stored as `linear` (original key name).
+    """
+
+    def __init__(self, feature_dim: int, query_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(feature_dim, query_dim, bias=False)
+        self.scale = 1.0 / math.sqrt(query_dim)
+
+    def forward(self, features: torch.Tensor, query: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """features `(N, T, F)`, query `(N, Q)`, mask `(N, T)` (nonzero = valid) → context `(N, F)`."""
+        score = torch.einsum('ntq,nq->nt', self.linear(features), query) * self.scale
+        score = score.masked_fill(mask == 0, float('-inf'))
+        return torch.einsum('nt,ntf->nf', torch.softmax(score, dim=1), features)

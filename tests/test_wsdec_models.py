@@ -1,0 +1,381 @@
+"""WSDEC models: golden values and equivalences (spec wsdec §3, §4.4, §8; wsdec_state_dict.md)."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from models.layers.soft_mask import masked_mean, soft_temporal_masks
+from models.wsdec import CaptionGenerator, RegressorLocalizer, SentenceLocalizer, caption_loss
+from models.wsdec.beam_search import beam_search
+from models.wsdec.caption_generator import end_step
+from models.wsdec.inference import anchors, gen_random_segments, refine_temporal_segments
+from models.wsdec.reference import beam_search_one_by_one, encode_step_by_step
+from models.wsdec.state_dict_names import from_original, to_original
+from utils.segments import cw2se, se2cw, segment_iou
+
+TINY = dict(vocab_size=5, hidden_dim=8, sent_embedding_dim=8, video_feature_dim=6)
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def video_batch(lengths=(9, 6), dim=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    video = torch.randn(len(lengths), T, dim, generator=g)
+    mask = torch.zeros(len(lengths), T, 1)
+    for b, length in enumerate(lengths):
+        mask[b, :length] = 1
+        video[b, length:] = 0
+    video_length = torch.tensor([[float(L), 2.0 * L] for L in lengths])
+    return video, video_length, mask
+
+
+# ---------------------------------------------------------------- anchors, segments, indices
+
+def test_anchors_exact_order():
+    expected = [(0.25, 0.5), (0.5, 0.5), (0.75, 0.5), (1 / 6, 1 / 3), (0.5, 1 / 3), (5 / 6, 1 / 3),
+                (0.0625, 0.125), (0.1875, 0.125), (0.3125, 0.125), (0.4375, 0.125), (0.5625, 0.125),
+                (0.6875, 0.125), (0.8125, 0.125), (0.9375, 0.125), (0.5, 1.0)]
+    assert anchors().shape == (15, 2) and anchors().dtype == torch.float32
+    assert torch.allclose(anchors(), torch.tensor(expected), atol=0, rtol=0)
+    assert torch.equal(gen_random_segments(-1), anchors())
+
+
+def test_segment_conversions_and_iou():
+    cw = torch.tensor([[0.5, 0.4], [0.1, 0.6]])
+    assert torch.allclose(cw2se(cw), torch.tensor([[0.3, 0.7], [-0.2, 0.4]]))
+    assert torch.allclose(cw2se(cw, clip=True), torch.tensor([[0.3, 0.7], [0.0, 0.4]]))
+    assert torch.allclose(se2cw(cw2se(cw)), cw)
+    a, b = torch.tensor([0.0, 1.0]), torch.tensor([0.5, 1.5])
+    assert segment_iou(a, b).item() == pytest.approx(0.5 / (1.5 + 1e-4))
+    # union is the hull (max e - min s), not the true union, for disjoint segments inter = 0
+    assert segment_iou(torch.tensor([0.0, 0.1]), torch.tensor([0.5, 0.6])).item() == 0.0
+
+
+def test_decoder_init_index():
+    """idx = floor(min(c + w/2, 1 - 1e-4)·L) (spec §3.2.2)."""
+    seg = torch.tensor([[0.5, 1.0], [0.25, 0.5], [0.1, 0.1], [0.9, 0.6], [0.0, 0.0]])
+    length = torch.tensor([10.0, 10.0, 7.0, 13.0, 5.0])
+    assert end_step(seg, length).tolist() == [9, 5, 1, 12, 0]
+
+
+# ---------------------------------------------------------------- soft masks
+
+def test_soft_masks_golden_and_gradients():
+    k, L, T = 0.1, 4.0, 6
+    seg = torch.tensor([[0.5, 0.5]], requires_grad=True)
+    m = soft_temporal_masks(seg, torch.tensor([L]), T, k)
+    start, end = 1.0, 3.0  # c' = 2, w' = 2
+    for t in range(T):
+        assert m['l'][0, t].item() == pytest.approx(sigmoid(-k * (t - start)), abs=1e-7)
+        assert m['r'][0, t].item() == pytest.approx(sigmoid(k * (t - end)), abs=1e-7)
+        assert m['c'][0, t].item() == pytest.approx(sigmoid(k * (t - start)) - sigmoid(k * (t - end)), abs=1e-7)
+    assert m['c'][0, 0].item() == pytest.approx(0.47502081 - 0.42555748, abs=1e-7)
+    # d m_c(t) / d(c, w): a = k(t - cL + wL/2), b = k(t - cL - wL/2)
+    t = 2
+    m['c'][0, t].backward()
+    ds = lambda x: sigmoid(x) * (1 - sigmoid(x))  # noqa: E731
+    a, b = k * (t - start), k * (t - end)
+    assert seg.grad[0, 0].item() == pytest.approx(-k * L * ds(a) + k * L * ds(b), abs=1e-7)
+    assert seg.grad[0, 1].item() == pytest.approx(k * L / 2 * ds(a) + k * L / 2 * ds(b), abs=1e-7)
+
+
+def test_masked_mean_ignores_padding():
+    values = torch.tensor([[[1.0], [3.0], [100.0]]])
+    weight = torch.tensor([[0.5, 1.0, 1.0]])
+    valid = torch.tensor([[1.0, 1.0, 0.0]])
+    assert masked_mean(values, weight, valid).item() == pytest.approx((0.5 + 3.0) / (1.5 + 1e-4))
+
+
+def test_caption_loss_reaches_the_segment():
+    """The soft masks are the only path from the caption loss to (c, w) (spec §3.2.3)."""
+    torch.manual_seed(0)
+    cg = CaptionGenerator(**TINY, rnn_dropout=0.0).train()
+    video, video_length, mask = video_batch()
+    seg = torch.tensor([[0.4, 0.3], [0.6, 0.5]], requires_grad=True)
+    sent = torch.tensor([[0, 2, 3, 1], [0, 4, 1, 1]])
+    logp, pred = cg(video, video_length, mask, seg, torch.tensor([0, 1]), sent)
+    assert logp.shape == (2, 4, 5) and torch.equal(logp[:, 0], torch.zeros(2, 5))
+    assert torch.equal(pred[:, 0], sent[:, 0]) and torch.equal(pred[:, 1:], logp[:, 1:].argmax(-1))
+    caption_loss(logp, sent, torch.ones(2, 4, 1)).backward()
+    assert seg.grad is not None and seg.grad.abs().min() > 0
+
+
+def test_caption_loss_per_sentence_normalisation():
+    logp = torch.log(torch.tensor([[[1.0, 1, 1], [0.5, 0.25, 0.25], [0.1, 0.8, 0.1]],
+                                   [[1.0, 1, 1], [0.2, 0.2, 0.6], [0.3, 0.3, 0.4]]]))
+    logp[:, 0] = 0
+    sent = torch.tensor([[0, 1, 1], [0, 2, 1]])
+    mask = torch.tensor([[1.0, 1, 0], [1, 1, 1]]).unsqueeze(2)  # first sentence: BOS EOS (+pad)
+    expected = -(math.log(0.25) + math.log(0.6) + math.log(0.3)) / 2  # summed tokens / 2 sentences
+    assert caption_loss(logp, sent, mask).item() == pytest.approx(expected, rel=1e-6)
+    assert caption_loss(logp, sent, mask.squeeze(2)).item() == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------- encoder
+
+@pytest.mark.parametrize('residual', [True, False])
+def test_whole_sequence_encoder_equals_step_loop(residual):
+    torch.manual_seed(1)
+    cg = CaptionGenerator(**TINY, video_use_residual=residual).eval()
+    video, _, _ = video_batch(lengths=(11, 4))
+    outputs, hidden_all = cg.video_encoder(video)
+    ref_outputs, ref_hidden = encode_step_by_step(cg.video_encoder, video)
+    assert hidden_all.shape == (2, 2, 11, 8)
+    assert torch.allclose(hidden_all, ref_hidden, atol=1e-5)
+    assert torch.allclose(outputs, ref_outputs, atol=1e-5)
+
+
+def test_encoder_dropout_only_between_layers_in_training():
+    torch.manual_seed(2)
+    enc = CaptionGenerator(**TINY, rnn_dropout=0.5).video_encoder
+    video, _, _ = video_batch()
+    enc.eval()
+    ref = enc(video)[1]
+    enc.train()
+    torch.manual_seed(3)
+    train = enc(video)[1]
+    assert torch.equal(train[0], ref[0])  # layer 0 sees no dropout
+    assert not torch.allclose(train[1], ref[1])
+
+
+# ---------------------------------------------------------------- beam search
+
+def markov_step(table):
+    """A decoder whose log-probs depend only on the previous token (hidden = its one-hot)."""
+    def step(words, hidden):
+        return table[words], torch.nn.functional.one_hot(words, table.size(0)).float().unsqueeze(0)
+    return step
+
+
+def enumerate_hypotheses(table, max_len, eos=1):
+    """Every caption the procedure could return, with its raw summed log-prob (brute force)."""
+    vocab = table.size(0)
+    out = {}
+    for n in range(1, max_len + 1):
+        for words in itertools.product(range(vocab), repeat=n):
+            if eos in words[:-1]:
+                continue
+            seq = (0,) + words + (() if words[-1] == eos else (eos,))
+            if words[-1] != eos and n < max_len:
+                continue
+            prev, score = 0, 0.0
+            for w in words:
+                score, prev = score + table[prev, w].item(), w
+            out[seq] = score
+    return out
+
+
+def test_beam_search_raw_sum_prefers_short_captions():
+    """V=5, 4 steps, K=3: with no length normalisation the EOS-first caption (raw log-prob -0.92)
+    beats every longer one, although e.g. [2, 2, 2] has a higher per-token mean."""
+    p = torch.tensor([[0.00, 0.40, 0.50, 0.05, 0.05],   # after BOS
+                      [0.20, 0.20, 0.20, 0.20, 0.20],   # after EOS (never used)
+                      [0.00, 0.10, 0.85, 0.03, 0.02],   # after 2
+                      [0.00, 0.50, 0.30, 0.10, 0.10],
+                      [0.00, 0.50, 0.30, 0.10, 0.10]])
+    table = torch.log(p.clamp(min=1e-9))
+    tokens, seq_len, mask = beam_search(markov_step(table), torch.zeros(1, 1, 5), 3, 4)
+    brute = enumerate_hypotheses(table, 4)
+    best = max(brute, key=brute.get)
+    assert best == (0, 1)
+    assert tokens[0, :2].tolist() == [0, 1] and seq_len.tolist() == [2]
+    assert mask.tolist() == [[1, 1, 0, 0, 0, 0]] and tokens.shape == (1, 6)
+
+
+def test_beam_search_matches_brute_force_when_beam_is_exhaustive():
+    """With K ≥ V-1 live words per step nothing is pruned: the pick is the global raw-sum optimum."""
+    torch.manual_seed(4)
+    for trial in range(20):
+        table = torch.log_softmax(torch.randn(4, 4) * 2, dim=1)
+        table[:, 0] = -1e9  # BOS is never generated
+        tokens, seq_len, _ = beam_search(markov_step(table), torch.zeros(1, 1, 4), beam_size=9, max_len=3)
+        brute = enumerate_hypotheses(table, 3)
+        best = max(brute, key=brute.get)
+        assert tuple(tokens[0, :seq_len[0]].tolist()) == best, trial
+
+
+def test_batched_beam_search_equals_one_by_one():
+    torch.manual_seed(5)
+    cg = CaptionGenerator(**TINY, max_cap_length=4, softmask_scale=0.1).eval()
+    with torch.no_grad():
+        cg.decoder.output_layer.bias[1] -= 0.2  # lengths vary between segments (spec §9 sensitivity)
+    video, video_length, mask = video_batch()
+    video = video * 3
+    seg = torch.rand(7, 2, generator=torch.Generator().manual_seed(0))
+    gather = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    with torch.no_grad():
+        tokens, seq_len, out_mask = cg(video, video_length, mask, seg, gather)
+    reference = beam_search_one_by_one(cg, video, video_length, mask, seg, gather)
+    assert tokens.shape == (7, 6) and out_mask.dtype == torch.long
+    assert len(set(seq_len.tolist())) > 1
+    for n, ref in enumerate(reference):
+        assert tokens[n, :seq_len[n]].tolist() == ref
+        assert out_mask[n].sum().item() == seq_len[n].item() == len(ref)
+
+
+# ---------------------------------------------------------------- localizers
+
+def sl_inputs(sl_lengths=(5, 3, 4)):
+    video, video_length, mask = video_batch()
+    g = torch.Generator().manual_seed(1)
+    n, width = len(sl_lengths), max(sl_lengths)
+    sent = torch.ones(n, width, dtype=torch.long)
+    sent_mask = torch.zeros(n, width, 1)
+    for i, length in enumerate(sl_lengths):
+        sent[i, 0] = 0
+        sent[i, 1:length - 1] = torch.randint(2, 5, (length - 2,), generator=g)
+        sent_mask[i, :length] = 1
+    return video, video_length, mask, sent, torch.tensor(sl_lengths), sent_mask, torch.tensor([0, 1, 1])
+
+
+def test_sentence_localizer_forward_variants():
+    torch.manual_seed(6)
+    sl = SentenceLocalizer(**TINY, regressor_scale=0.3).eval()
+    inputs = sl_inputs()
+    score, refine, seconds = sl(*inputs)
+    assert score.shape == (3, 15) and refine.shape == (3, 15, 2)
+    assert (refine > 0).all() and (refine < 0.3).all()
+    k = score.argmax(1)
+    raw = anchors()[k] + refine[torch.arange(3), k]
+    assert torch.allclose(sl.forward_diff(*inputs), raw)  # spec §6.3.1: no shift, no clip
+    shifted = raw - torch.tensor([0.15, 0.0])
+    se = torch.stack([(shifted[:, 0] - shifted[:, 1] / 2).clamp(min=0),
+                      (shifted[:, 0] + shifted[:, 1] / 2).clamp(max=1 - 1e-4)], 1)
+    duration = inputs[1][inputs[-1], 1]
+    assert torch.allclose(seconds, se * duration[:, None])
+    assert torch.allclose(sl.forward_eval(*inputs), se2cw(se))
+    sl.consistent_shift = True
+    assert torch.allclose(sl.forward_diff(*inputs), shifted)
+    # a 2-D long mask (beam-search output) gives the same result as the 3-D float mask
+    two_d = inputs[:5] + (inputs[5].squeeze(2).long(), inputs[6])
+    assert torch.allclose(sl.forward_eval(*two_d), sl.forward_eval(*inputs))
+    with pytest.raises(ValueError, match='mode'):
+        sl(*inputs, mode='bogus')
+
+
+def test_no_regression_outputs_exact_anchors_and_no_grad_to_predictor():
+    torch.manual_seed(7)
+    sl = SentenceLocalizer(**TINY, regressor_scale=0.0).eval()
+    inputs = sl_inputs()
+    diff = sl.forward_diff(*inputs)
+    with torch.no_grad():
+        k = sl(*inputs)[0].argmax(1)
+    assert torch.equal(diff, anchors()[k])
+    sl2 = SentenceLocalizer(**TINY).train()
+    sl2.forward_diff(*inputs).sum().backward()
+    assert sl2.predictor.weight.grad is None and sl2.refiner.weight.grad.abs().sum() > 0
+
+
+def test_supervised_loss_labels_and_targets():
+    sl = SentenceLocalizer(**TINY, regressor_scale=0.1)
+    gt = torch.tensor([[0.0, 1.0], [0.0, 0.5], [0.9, 0.99], [0.5, 0.75]])
+    # [0.5, 0.75]: IoU 0.25/0.5001 with anchor 1 beats 0.125/0.2501 with anchor 10
+    assert sl.anchor_labels(gt).tolist() == [14, 0, 13, 1]
+    score = torch.zeros(4, 15)
+    refine = torch.full((4, 15, 2), 0.05)
+    ce = math.log(15)
+    label_cw = anchors()[[14, 0, 13, 1]]
+    legacy_target = label_cw - se2cw(gt)  # anchor - GT in (c, w), compared with the unshifted R
+    expected = ce + 0.1 * (0.05 - legacy_target).abs().mean().item()
+    assert sl.build_loss(score, refine, gt).item() == pytest.approx(expected, rel=1e-5)
+    sl.legacy_regression_target = False
+    fixed = ce + 0.1 * ((torch.tensor([0.0, 0.05]) - (se2cw(gt) - label_cw)).abs().mean().item())
+    assert sl.build_loss(score, refine, gt).item() == pytest.approx(fixed, rel=1e-5)
+
+
+def test_batch_norm_init_option():
+    legacy = SentenceLocalizer(**TINY)
+    bns = [m for m in legacy.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) == 4
+    assert all(((bn.weight >= 0) & (bn.weight <= 1)).all() and bn.weight.std() > 0.05 for bn in bns)
+    modern = SentenceLocalizer(**TINY, legacy_bn_init=False)
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in modern.modules()
+               if isinstance(m, torch.nn.BatchNorm1d))
+
+
+def test_regressor_localizer():
+    torch.manual_seed(8)
+    rl = RegressorLocalizer(**TINY).eval()
+    inputs = sl_inputs()
+    none, cw, seconds = rl(*inputs)
+    assert none is None and torch.equal(rl.forward_diff(*inputs), cw)
+    se = cw2se(cw, clip=True)
+    assert torch.allclose(seconds, se * inputs[1][inputs[-1], 1][:, None])
+    assert torch.allclose(rl.forward_eval(*inputs), se2cw(se))
+
+
+# ---------------------------------------------------------------- refinement (spec §4.4)
+
+def cw(s, e):
+    return [(s + e) / 2, e - s]
+
+
+def test_refinement_drop_merge_order_and_empty_video():
+    S0 = torch.tensor([[cw(0.0, 0.2), cw(0.0, 0.2), cw(0.0, 0.2), cw(0.0, 0.2), cw(0.5, 0.6)],
+                       [cw(0.0, 0.5), cw(0.0, 0.5), cw(0.0, 0.5), cw(0.0, 0.5), cw(0.0, 0.5)]])
+    S1 = torch.tensor([[cw(0.6, 0.9), cw(0.3, 0.5), cw(0.61, 0.9), cw(0.7, 0.8), cw(0.5, 0.6)],
+                       [cw(0.0, 0.5)] * 5])
+    kept = refine_temporal_segments(S0, S1)
+    # video 0: row 1 kept, row 2 appended, row 3 merged (IoU 0.29/0.3 > 0.9) into the hull of row 1,
+    # row 4 appended (IoU with [0.6,0.9] = 0.1/0.3), row 5 dropped (IoU with its S0 ≈ 1 > 0.2)
+    assert torch.allclose(cw2se(kept[0]), torch.tensor([[0.6, 0.9], [0.3, 0.5], [0.7, 0.8]]))
+    assert kept[1].shape == (0, 2)  # every row consistent → dropped → no prediction for video 1
+    fixed = refine_temporal_segments(S0, S1, legacy_drop=False)
+    assert torch.allclose(cw2se(fixed[0]), torch.tensor([[0.5, 0.6]]))
+    assert torch.allclose(cw2se(fixed[1]), torch.tensor([[0.0, 0.5]]), atol=1e-6)  # 5 identical → merged
+    none_dropped = refine_temporal_segments(S0, S1, drop_iou=None)
+    assert len(none_dropped[0]) == 4
+
+
+def test_refinement_clips_and_merges_to_hull():
+    S0 = torch.tensor([[cw(0.0, 0.1), cw(0.0, 0.1)]])
+    S1 = torch.tensor([[cw(0.5, 1.2), cw(0.52, 1.0)]])  # clipped to [0.5, 1]; IoU 0.48/0.5 = 0.96
+    kept = refine_temporal_segments(S0, S1)
+    assert torch.allclose(cw2se(kept[0]), torch.tensor([[0.5, 1.0]]))
+
+
+def test_random_segments_seeded():
+    g1, g2 = torch.Generator().manual_seed(233), torch.Generator().manual_seed(233)
+    a, b = gen_random_segments(15, g1), gen_random_segments(15, g2)
+    assert a.shape == (15, 2) and torch.equal(a, b) and ((a >= 0) & (a < 1)).all()
+
+
+# ---------------------------------------------------------------- state dicts (wsdec_state_dict.md)
+
+GRU = lambda p, i: [(f'{p}.weight_ih_l0', [1536, i]), (f'{p}.weight_hh_l0', [1536, 512]),  # noqa: E731
+                    (f'{p}.bias_ih_l0', [1536]), (f'{p}.bias_hh_l0', [1536]),
+                    (f'{p}.weight_ih_l1', [1536, 512]), (f'{p}.weight_hh_l1', [1536, 512]),
+                    (f'{p}.bias_ih_l1', [1536]), (f'{p}.bias_hh_l1', [1536])]
+BN = lambda p, n: [(f'{p}.weight', [n]), (f'{p}.bias', [n]), (f'{p}.running_mean', [n]),  # noqa: E731
+                   (f'{p}.running_var', [n]), (f'{p}.num_batches_tracked', [])]
+CG_KEYS = (GRU('video_encoder.rnn_cell', 500) + [('video_encoder.linear.weight', [512, 500])]
+           + GRU('decoder.rnn_cell', 2048) + [('decoder.embedding.weight', [6000, 512]),
+                                              ('decoder.output_layer.weight', [6000, 512]),
+                                              ('decoder.output_layer.bias', [6000])])
+SL_BODY = (GRU('video_encoder.rnn_cell', 500) + [('video_encoder.linear.weight', [512, 500]),
+                                                 ('sent_embedding.weight', [6000, 512])]
+           + GRU('text_encoder.rnn_cell', 512)
+           + [('feature_mixer.video_attention.linear.weight', [1024, 512]),
+              ('feature_mixer.text_attention.linear.weight', [1024, 512])]
+           + BN('feature_mixer.text_batch_norm', 512) + BN('feature_mixer.video_batch_norm', 512)
+           + [('feature_mixer.fc.weight', [512, 1024]), ('feature_mixer.fc.bias', [512]),
+              ('feature_mixer.combiner.0.weight', [1536, 1536])] + BN('feature_mixer.combiner.1', 1536)
+           + [('feature_mixer.combiner.4.weight', [1536, 1536])] + BN('feature_mixer.combiner.5', 1536))
+SL_KEYS = SL_BODY + [('predictor.weight', [15, 1536]), ('predictor.bias', [15]),
+                     ('refiner.weight', [30, 1536]), ('refiner.bias', [30])]
+RL_KEYS = SL_BODY + [('refiner.weight', [2, 1536]), ('refiner.bias', [2])]
+
+
+@pytest.mark.parametrize('cls, keys, n_params', [(CaptionGenerator, CG_KEYS, 15_050_608),
+                                                  (SentenceLocalizer, SL_KEYS, 15_982_637),
+                                                  (RegressorLocalizer, RL_KEYS, 15_916_546)])
+def test_state_dict_keys_and_shapes_match_the_original(cls, keys, n_params):
+    model = cls()
+    original = to_original(model.state_dict())
+    assert [(k, list(v.shape)) for k, v in original.items()] == keys
+    assert sum(p.numel() for p in model.parameters()) == n_params
+    assert list(from_original(original)) == list(model.state_dict())
