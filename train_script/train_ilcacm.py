@@ -1,0 +1,215 @@
+"""Train ILCACM (spec ilcacm §4): stage 1 (full-mode captioning, epochs [0, cap_epochs)), stage-1 paragraphs on
+val_1 (they fix the event counts, spec §4.1.6), stage 2 (complementary masked captioning) to --total-epochs, then
+evaluation under the ILCACM and WSDEC protocols.
+
+    python train_script/train_ilcacm.py --data-root DIR [--gpt2 data/distilgpt2]
+    torchrun --nproc_per_node N train_script/train_ilcacm.py ...   # same training, --batch-size is global
+
+Stage 2 takes two independent, clipped optimiser steps per batch (DeepSpeed semantics, spec §4.3):
+zero_grad -> backward(L_pos + L_div) -> clip -> step -> zero_grad -> backward(L_neg + L_div) -> clip -> step, one
+scheduler tick per batch. `--single-step` takes one step on the accumulated gradient of both instead.
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
+
+import argparse
+import contextlib
+import json
+import math
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from eval_script.evaluate_ilcacm import add_inference_args, data_files, evaluate_model, generate_paragraphs, \
+    load_split
+from models.ilcacm.factory import add_model_args, build_model, build_tokenizer, model_arch, resolve_model_args
+from models.ilcacm.losses import LOSS_SETS, normalise
+from models.ilcacm.text_decoder import tokenizer_from_state
+from utils.annotations import load_annotations
+from utils.distributed import all_reduce_sum, cleanup, get_world_size, init_distributed, make_loader, set_epoch, \
+    wrap_ddp
+from utils.features import open_features, select_videos
+from utils.ilcacm_data import ILCACMDataset, make_collate
+from utils.run import Run, add_common_args, autocast, check_finite, make_checkpoint, resolve_device, \
+    resume_or_start, seed_everything
+from utils.text import ilcacm_normalize
+
+KIND = 'ilcacm'
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common_args(parser, epochs=20, batch_size=64, seed=42, run_name='ilcacm')
+    g = parser.add_argument_group('training (spec ilcacm §4)')
+    g.add_argument('--total-epochs', dest='epochs', type=int, default=argparse.SUPPRESS, help='alias of --epochs')
+    g.add_argument('--cap-epochs', type=int, default=10, help='stage-1 (full-mode) epochs')
+    g.add_argument('--grad-accum', type=int, default=1, help='micro-batches per update (--batch-size stays global)')
+    g.add_argument('--lr', type=float, default=1e-4)
+    g.add_argument('--betas', type=float, nargs=2, default=(0.9, 0.99))
+    g.add_argument('--weight-decay', type=float, default=0.01, help='applied to every parameter (spec §8.1.11)')
+    g.add_argument('--warmup', type=float, default=0.05, help='warm-up fraction of all updates')
+    g.add_argument('--clip', type=float, default=1.0, help='gradient-norm clipping per optimiser step (0: off)')
+    g.add_argument('--single-step', action='store_true',
+                   help='stage 2: one step on grad(L_pos + L_neg + 2 L_div) instead of two clipped steps')
+    g.add_argument('--loss', choices=tuple(LOSS_SETS), default='pos+neg', help='stage-2 losses')
+    g.add_argument('--no-diversity', action='store_true', help='drop L_div from the stage-2 losses')
+    g.add_argument('--features', default=None, help='feature folder (.npy per video) or .hdf5 '
+                   '(default: the data root\'s features/clip)')
+    g.add_argument('--skip-eval', action='store_true', help='do not evaluate after training')
+    add_model_args(parser)
+    add_inference_args(parser)
+    return parser
+
+
+def cosine_schedule(optimizer, total_updates, warmup_fraction):
+    """transformers' get_cosine_schedule_with_warmup with W = int(warmup * total) (spec §4.4)."""
+    warmup = int(warmup_fraction * total_updates)
+
+    def factor(step):
+        if step < warmup:
+            return step / max(1, warmup)
+        progress = (step - warmup) / max(1, total_updates - warmup)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def grouped(iterable, size):
+    """Consecutive lists of `size` micro-batches (the last one may be shorter)."""
+    group = []
+    for item in iterable:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def supervised_tokens(model, batch, mode):
+    """Number of target tokens of a micro-batch in `mode` (prompt tokens after the mode token + non-pad targets)."""
+    targets = {'full': batch.dense_tokens, 'pos': batch.positive_tokens, 'neg': batch.negative_tokens}[mode]
+    prompt_len = len(model.tokenizer.prompt('full', 1))
+    return targets.shape[0] * (prompt_len - 1) + int((targets != model.tokenizer.pad_id).sum())
+
+
+def accumulate_gradients(ddp, model, group, mode, device, use_diversity):
+    """backward() of the global-batch loss of `mode` over the micro-batches of `group` (losses.py); returns the
+    global mean CE and L_div as floats."""
+    totals = {'tokens': all_reduce_sum(torch.tensor(float(sum(supervised_tokens(model, b, mode) for b in group)))),
+              'videos': all_reduce_sum(torch.tensor(float(sum(len(b.vids) for b in group)))),
+              'world': get_world_size()}
+    ce_sum, div_sum = torch.zeros(()), torch.zeros(())
+    for i, batch in enumerate(group):
+        last = i == len(group) - 1
+        sync = contextlib.nullcontext() if last or not isinstance(ddp, DistributedDataParallel) else ddp.no_sync()
+        with sync:
+            with autocast(device):
+                sums = ddp(batch.to(device), mode)
+                loss = normalise(sums, {k: v.to(device) if torch.is_tensor(v) else v for k, v in totals.items()},
+                                 use_diversity)
+            loss.backward()
+        ce_sum += sums['ce'].detach().float().cpu()
+        div_sum += sums.get('div', torch.zeros(())).detach().float().cpu()
+    ce, div = all_reduce_sum(ce_sum) / totals['tokens'], all_reduce_sum(div_sum) / totals['videos']
+    return {f'loss_{mode}': float(ce), **({'div': float(div)} if mode != 'full' else {})}
+
+
+def optimiser_step(model, optimizer, clip):
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else float('inf'))
+    optimizer.step()
+    return float(grad_norm)
+
+
+def train_step(ddp, model, group, optimizer, scheduler, stage, args, device):
+    """One update of the global batch `group`: stage 1 'caption' or stage 2 'localize' (spec §4.2-4.3)."""
+    use_div = not args.no_diversity
+    metrics = {'lr': scheduler.get_last_lr()[0]}
+    if stage == 'caption':
+        optimizer.zero_grad(set_to_none=True)
+        metrics.update(accumulate_gradients(ddp, model, group, 'full', device, use_div))
+        metrics['grad_norm'] = optimiser_step(model, optimizer, args.clip)
+    elif args.single_step:
+        optimizer.zero_grad(set_to_none=True)
+        for mode in LOSS_SETS[args.loss]:
+            metrics.update(accumulate_gradients(ddp, model, group, mode, device, use_div))
+        metrics['grad_norm'] = optimiser_step(model, optimizer, args.clip)
+    else:
+        for mode in LOSS_SETS[args.loss]:  # DeepSpeed: one independent clipped step per backward
+            optimizer.zero_grad(set_to_none=True)
+            metrics.update(accumulate_gradients(ddp, model, group, mode, device, use_div))
+            metrics[f'grad_norm_{mode}'] = optimiser_step(model, optimizer, args.clip)
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    return metrics
+
+
+def main(argv=None):
+    args = resolve_model_args(build_parser().parse_args(argv))
+    if args.batch_size % args.grad_accum:
+        raise ValueError(f'--batch-size {args.batch_size} must be divisible by --grad-accum {args.grad_accum}')
+    rank, world = init_distributed()
+    seed_everything(args.seed + rank)
+    device = resolve_device(args.device)
+    run = Run(args, kind=KIND)
+    train_path, val_path, references, feature_path = data_files(args)
+    train_ann = load_annotations(train_path)
+    features = open_features(feature_path)
+    train_vids = select_videos(train_ann, features, args.missing_features, str(train_path))
+
+    state = run.resume_state()
+    if state is not None:
+        tokenizer = tokenizer_from_state(state['tokenizer'])
+    else:
+        tokenizer = build_tokenizer(vars(args), [s for v in train_vids
+                                                 for s in ilcacm_normalize(train_ann[v]['sentences'],
+                                                                           args.max_captions)])
+    model = build_model(vars(args), tokenizer, features.dim).to(device)
+    dataset = ILCACMDataset(train_ann, features, tokenizer, train_vids, args.max_frames, args.max_captions,
+                            args.max_tokens)
+    loader = make_loader(dataset, args.batch_size // args.grad_accum, shuffle=True, drop_last=False,
+                         collate_fn=make_collate(tokenizer), seed=args.seed, num_workers=args.num_workers)
+    updates_per_epoch = math.ceil(len(loader) / args.grad_accum)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=tuple(args.betas), eps=1e-8,
+                                  weight_decay=args.weight_decay)
+    scheduler = cosine_schedule(optimizer, updates_per_epoch * args.epochs, args.warmup)
+    start_epoch, step = resume_or_start(run, model, optimizer, scheduler)
+    ddp = wrap_ddp(model, device, find_unused_parameters=True)  # stage 1 leaves the mask generator unused
+    paragraphs = None if state is None else state.get('paragraphs')
+    val = load_split(val_path, features, tokenizer, args)
+
+    def stage1_paragraphs():
+        result = generate_paragraphs(model, val, device, args)
+        if run.is_main:
+            (run.predictions_dir / 'stage1_paragraphs.json').write_text(json.dumps(result, indent=1))
+        return result
+
+    if paragraphs is None and start_epoch >= args.cap_epochs:
+        paragraphs = stage1_paragraphs()
+    for epoch in range(start_epoch, args.epochs):
+        stage = 'caption' if epoch < args.cap_epochs else 'localize'
+        set_epoch(loader, epoch)
+        ddp.train()
+        for group in grouped(run.progress(loader, f'epoch {epoch} ({stage})'), args.grad_accum):
+            metrics = train_step(ddp, model, group, optimizer, scheduler, stage, args, device)
+            step += 1
+            for name, value in metrics.items():
+                if name.startswith(('loss', 'div')):
+                    check_finite(torch.tensor(value), step)
+            run.log(step, {**metrics, 'epoch': epoch})
+        if paragraphs is None and epoch + 1 >= args.cap_epochs:
+            paragraphs = stage1_paragraphs()
+        checkpoint = make_checkpoint(model, optimizer, scheduler, epoch, step, run.config, KIND)
+        checkpoint.update(tokenizer=tokenizer.state(), decoder_arch=model_arch(model), feature_dim=features.dim,
+                          paragraphs=paragraphs)
+        run.save_checkpoint(checkpoint, epoch)
+        if not args.quiet and run.is_main:
+            print(f"epoch {epoch} ({stage}) step {step}: " +
+                  ', '.join(f'{k} {v:.4f}' for k, v in metrics.items() if k.startswith(('loss', 'div'))), flush=True)
+    if not args.skip_eval:
+        evaluate_model(model, val, paragraphs, references, run.dir, device, args)
+    run.close()
+    cleanup()
+
+
+if __name__ == '__main__':
+    main()
