@@ -1,0 +1,212 @@
+"""The official Java tools of the scorer: Stanford PTB tokenizer and METEOR 1.5 (spec evaluation §3.8).
+
+Both jars ship inside the installed ``pycocoevalcap`` 1.2 package; this module runs them with exactly the
+command lines of pycocoevalcap's wrappers, but batched:
+
+* ``ptb_tokenize(texts)``: one JVM for any number of sentences (pycocoevalcap's ``PTBTokenizer`` flags
+  ``-preserveLines -lowerCase`` and its punctuation filter).
+* ``Meteor``: one persistent ``meteor-1.5.jar -stdio -l en -norm`` process. METEOR's stdin protocol is
+  ``SCORE ||| ref_1 ||| ... ||| ref_n ||| hyp`` -> one line of sufficient statistics, and
+  ``EVAL ||| stats_1 ||| ... ||| stats_k`` -> k per-segment scores, then the aggregate score. Requests are
+  pipelined (a writer thread feeds stdin while the caller reads stdout), which is what makes it fast.
+
+Importable on its own (WSDEC's METEOR pseudo-labels, spec wsdec §4.2 / §6.5, use ``Meteor.score_pairs``).
+"""
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+# pycocoevalcap/tokenizer/ptbtokenizer.py: tokens removed after tokenization (spec evaluation §3.3 step 5)
+PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
+                          ".", "?", "!", ",", ":", "-", "--", "...", ";"])
+# characters on which the PTB tokenizer starts a new output line even with -preserveLines (checked on
+# stanford-corenlp-3.4.1); they are turned into spaces so that output line i is input line i
+LINE_BREAKS = ('\n', '\r', '\x0b', '\x0c')
+EVAL_CHUNK = 2000  # segments per EVAL request in score_pairs (keeps request lines short)
+
+INSTALL_JAVA = ("METEOR 1.5 and the PTB tokenizer are the official Java jars bundled with pycocoevalcap; "
+                "they need a Java runtime (8 or newer) on PATH. Install one, e.g.\n"
+                "  Debian/Ubuntu: sudo apt-get install default-jre-headless\n"
+                "  macOS:         brew install openjdk\n"
+                "  conda:         conda install -c conda-forge openjdk\n"
+                "or run `bash scripts/setup.sh`, then check with `java -version`.")
+
+
+class JavaNotFoundError(RuntimeError):
+    """No ``java`` executable on PATH; the message says how to install one."""
+
+
+class JavaToolError(RuntimeError):
+    """A Java tool (tokenizer or METEOR) failed or answered out of protocol."""
+
+
+def _pycocoevalcap_dir():
+    spec = importlib.util.find_spec('pycocoevalcap')
+    if spec is None or not spec.submodule_search_locations:
+        raise JavaToolError("pycocoevalcap is not installed (pip install pycocoevalcap==1.2): "
+                            "it provides the METEOR 1.5 and Stanford CoreNLP jars")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def java_executable():
+    """Path of ``java``, or JavaNotFoundError with install instructions."""
+    java = shutil.which('java')
+    if java is None:
+        raise JavaNotFoundError("Java runtime not found. " + INSTALL_JAVA)
+    return java
+
+
+def tokenizer_jar():
+    return _pycocoevalcap_dir() / 'tokenizer' / 'stanford-corenlp-3.4.1.jar'
+
+
+def meteor_jar():
+    return _pycocoevalcap_dir() / 'meteor' / 'meteor-1.5.jar'
+
+
+def one_line(text):
+    """``text`` with every character the Java tools would treat as a line break replaced by a space."""
+    for ch in LINE_BREAKS:
+        text = text.replace(ch, ' ')
+    return text
+
+
+def ptb_tokenize(texts):
+    """PTB-tokenize, lower-case and strip punctuation tokens, in one Java call (spec evaluation §3.3 step 5).
+
+    Same result per line as pycocoevalcap's ``PTBTokenizer.tokenize`` on the same list: the file is written
+    the same way ('\n'-joined, no final newline). The tokenizer looks ahead past the end of a line (``capital
+    T.`` keeps its period unless the next line starts with a capital), so a sentence's tokens can depend on
+    the sentence after it; callers that must match the official numbers pass the official lists.
+    Inputs should be ASCII (the scorer removes non-ASCII characters first, as the official tool does).
+    """
+    return ptb_tokenize_lists([texts])[0]
+
+
+def ptb_tokenize_lists(lists):
+    """``ptb_tokenize`` of several independent lists, one Java process each, run concurrently."""
+    with tempfile.TemporaryDirectory(prefix='ptb_') as tmp:
+        procs = []
+        for k, texts in enumerate(lists):
+            texts = [one_line(t) for t in texts]
+            path = Path(tmp) / f'sentences_{k}.txt'
+            path.write_bytes('\n'.join(texts).encode())
+            procs.append(None if not texts else subprocess.Popen(
+                [java_executable(), '-cp', str(tokenizer_jar()), 'edu.stanford.nlp.process.PTBTokenizer',
+                 '-preserveLines', '-lowerCase', str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        return [_tokenizer_output(proc, texts) for proc, texts in zip(procs, lists)]
+
+
+def _tokenizer_output(proc, texts):
+    if proc is None:
+        return []
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise JavaToolError(f"PTB tokenizer failed (exit {proc.returncode}): {stderr.decode()[-2000:]}")
+    lines = stdout.decode().split('\n')[:len(texts)]
+    missing = len(texts) - len(lines)
+    if missing and any(t.strip() for t in texts[-missing:]):
+        raise JavaToolError(f"PTB tokenizer returned {len(lines)} lines for {len(texts)} sentences")
+    lines += [''] * missing  # trailing blank lines produce no output line
+    return [' '.join(w for w in line.rstrip().split(' ') if w not in PUNCTUATIONS) for line in lines]
+
+
+def _sanitize_hypothesis(hyp):
+    # pycocoevalcap Meteor._stat: the hypothesis loses '|||' and double spaces are halved
+    return one_line(hyp).replace('|||', '').replace('  ', ' ')
+
+
+class Meteor:
+    """One persistent METEOR 1.5 process (``-l en -norm``, ``-Xmx2G`` as in pycocoevalcap); a context manager.
+
+    ``stats``/``aggregate`` expose METEOR's two requests; ``score_pairs`` gives sentence-level scores.
+    """
+
+    def __init__(self, memory='2G'):
+        cmd = [java_executable(), '-jar', f'-Xmx{memory}', str(meteor_jar()),
+               '-', '-', '-stdio', '-l', 'en', '-norm']
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, cwd=str(meteor_jar().parent), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self._stderr)
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        proc = getattr(self, '_proc', None)
+        if proc is not None and proc.poll() is None:
+            proc.stdin.close()
+            proc.kill()
+            proc.wait()
+        if proc is not None:
+            self._stderr.close()
+        self._proc = None
+
+    def __del__(self):
+        self.close()
+
+    def _exchange(self, requests, n_answers):
+        """Write ``requests`` (lines) from a thread while reading ``n_answers`` lines back, in order."""
+        if self._proc is None:
+            raise JavaToolError("METEOR process already closed")
+        payload = ''.join(r + '\n' for r in requests).encode()
+        failure = []
+
+        def write():
+            try:
+                self._proc.stdin.write(payload)
+                self._proc.stdin.flush()
+            except OSError as err:
+                failure.append(err)
+
+        with self._lock:
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+            answers = [self._proc.stdout.readline() for _ in range(n_answers)]
+            writer.join()
+        if failure or any(not a for a in answers):
+            self._stderr.seek(0)
+            raise JavaToolError(f"METEOR process stopped answering: {self._stderr.read().decode()[-2000:]}")
+        return [a.decode().strip() for a in answers]
+
+    def stats(self, hyps, refs):
+        """METEOR sufficient statistics of each (hypothesis, list of references) pair."""
+        if len(hyps) != len(refs):
+            raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference lists")
+        lines = []
+        for hyp, ref_list in zip(hyps, refs):
+            if not ref_list:
+                raise ValueError("every hypothesis needs at least one reference")
+            lines.append(' ||| '.join(('SCORE', ' ||| '.join(one_line(r) for r in ref_list),
+                                       _sanitize_hypothesis(hyp))))
+        return self._exchange(lines, len(lines))
+
+    def aggregate(self, groups):
+        """For each non-empty list of stats lines: (aggregate METEOR, per-segment scores), as pycocoevalcap's
+        ``Meteor.compute_score`` returns them for the same items in the same order."""
+        requests, n_answers = [], 0
+        for group in groups:
+            if not group:
+                raise ValueError("METEOR cannot evaluate an empty group of segments")
+            requests.append('EVAL ||| ' + ' ||| '.join(group))
+            n_answers += len(group) + 1
+        answers = iter(self._exchange(requests, n_answers))
+        results = []
+        for group in groups:
+            per_segment = [float(next(answers)) for _ in group]
+            results.append((float(next(answers)), per_segment))
+        return results
+
+    def score_pairs(self, hyps, refs):
+        """Sentence-level METEOR of each hypothesis against its list of references (one process, batched)."""
+        stats = self.stats(hyps, refs)
+        chunks = [stats[i:i + EVAL_CHUNK] for i in range(0, len(stats), EVAL_CHUNK)]
+        return [s for _, per_segment in self.aggregate(chunks) for s in per_segment]
