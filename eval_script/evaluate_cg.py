@@ -1,0 +1,50 @@
+"""Supervised caption generator at the ground-truth segments of val_1 ("captioning with GT proposals";
+spec wsdec §4.3, `train_cg.py`'s eval).
+
+    python eval_script/evaluate_cg.py --checkpoint runs/wsdec_cg/checkpoints/last.pt
+
+Each GT segment, as the training input `se2cw([s_idx, e_idx]) / L` in feature-index units, gets one caption,
+written with the GT timestamp in seconds. Scored like eval_script/evaluate.py (2018 toolkit, missing = 0,
+val_1 + val_2).
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
+
+import argparse
+
+from eval_script.evaluate import (add_eval_args, add_inference_args, cli, eval_batches, eval_dataset,
+                                  inference_options, load_models, load_vocab, read_checkpoint, resolve_data,
+                                  score_dense, start_run, submission_params, write_submission)
+from utils.run import resolve_device
+from utils.wsdec_inference import caption_gt_segments, predict
+
+OPTIONS = ('legacy_shuffled_eval',)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_eval_args(parser)
+    add_inference_args(parser, OPTIONS)
+    return parser
+
+
+def run(argv=None):
+    args = build_parser().parse_args(argv)
+    state = read_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    (cg,) = load_models(state, args.checkpoint, ('cg',), device)
+    vocab = load_vocab(state, args.checkpoint, args.vocab)
+    options = inference_options(args, state['config'].get('inference'), OPTIONS)
+    paths = resolve_data(args, state['config'])
+    dataset = eval_dataset(paths, vocab, args, state['config'])
+    run_folder = start_run(args, 'eval_wsdec_cg')
+    results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run_folder),
+                      lambda batch: caption_gt_segments(cg, batch, vocab), device)
+    name = 'gt_segments_val_1'
+    params = submission_params(state, args.checkpoint, segments='ground truth')
+    result = score_dense(run_folder, name, write_submission(run_folder, name, results, params), paths, args)
+    run_folder.close()
+    return result
+
+
+if __name__ == '__main__':
+    cli(run)
