@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.report import (MATCH_TIOU, TRACK_WIDTH, TRACK_X0, ReportError, per_tiou_series, render_index,
+from utils.report import (MATCH_TIOU, TRACK_WIDTH, TRACK_X0, ReportError, load_run, per_tiou_series, render_index,
                           render_report)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,3 +156,12 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert shot.exists() and shot.stat().st_size > 30_000                 # a blank page is ~10 kB
     data = shot.read_bytes()
     assert data[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_non_submission_prediction_files_are_not_drawn(tmp_path):
+    """ILCACM's stage-1 paragraph file lives in predictions/ but is {vid: {...}}, not a submission."""
+    run = make_fake_run(tmp_path)
+    (run / 'predictions' / 'stage1_paragraphs.json').write_text(
+        json.dumps({'v_alpha': {'paragraph': '2 events: a. b.', 'sentences': ['a.', 'b.'], 'duration': 100.0}}))
+    assert 'stage1_paragraphs' not in load_run(run).predictions
+    assert render_report(run).exists()

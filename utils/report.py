@@ -72,12 +72,15 @@ def load_run(run_dir) -> RunData:
         raise ReportError(f'{run_dir}: no such run folder')
     config = _read_json(run_dir / 'config.json') if (run_dir / 'config.json').exists() else {}
     run = RunData(run_dir, config)
-    for sub, target in (('metrics', run.metrics), ('predictions', run.predictions)):
-        for path in sorted((run_dir / sub).glob('*.json')):
-            target[path.stem] = _read_json(path)
-    for stem, sub in run.predictions.items():
-        if not isinstance(sub.get('results'), dict):
-            raise ReportError(f'{run_dir / "predictions" / stem}.json: field "results" missing or not an object')
+    for path in sorted((run_dir / 'metrics').glob('*.json')):
+        run.metrics[path.stem] = _read_json(path)
+    for path in sorted((run_dir / 'predictions').glob('*.json')):
+        data = _read_json(path)
+        if 'results' not in data and 'version' not in data:
+            continue   # not a submission (e.g. ILCACM's stage-1 paragraphs {vid: ...}): nothing to draw
+        if not isinstance(data.get('results'), dict):
+            raise ReportError(f'{path}: field "results" missing or not an object')
+        run.predictions[path.stem] = data
     return run
 
 
