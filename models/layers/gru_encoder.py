@@ -1,9 +1,10 @@
 """GRU sequence encoder that exposes every layer's state at every step (spec wsdec §3.1, §6.5).
 
 The original `RNNSeqEncoder` fed a multi-layer `nn.GRU` one time step at a time to collect each
-layer's hidden state after each step. Here each layer is its own single-layer `nn.GRU` run over the
-whole sequence in one call (cuDNN on GPU), with the inter-layer dropout of a multi-layer GRU applied
-between the calls; the outputs are identical and both layers' per-step states come for free.
+layer's hidden state after each step. Here each layer is its own single-layer GRU run over the
+whole sequence in one call (cuDNN on GPU, the fused training path of `FusedGRU` on CPU), with the
+inter-layer dropout of a multi-layer GRU applied between the calls; the outputs are identical and
+both layers' per-step states come for free.
 
 State-dict naming: layer k's parameters are `rnn_cell.{k}.weight_ih_l0` etc., where the original
 multi-layer GRU had `rnn_cell.weight_ih_l{k}` (`models/wsdec/state_dict_names.py` maps the two).
@@ -11,6 +12,8 @@ multi-layer GRU had `rnn_cell.weight_ih_l{k}` (`models/wsdec/state_dict_names.py
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from models.layers.fused_gru import FusedGRU
 
 
 class LayerwiseGRU(nn.ModuleList):
@@ -21,7 +24,7 @@ class LayerwiseGRU(nn.ModuleList):
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float = 0.0):
-        super().__init__(nn.GRU(input_size if k == 0 else hidden_size, hidden_size, batch_first=True)
+        super().__init__(FusedGRU(input_size if k == 0 else hidden_size, hidden_size, batch_first=True)
                          for k in range(num_layers))
         self.dropout = dropout
 

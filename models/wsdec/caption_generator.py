@@ -7,6 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from models.layers.fused_gru import FusedGRU
 from models.layers.gru_encoder import SequenceEncoder, states_at
 from models.layers.soft_mask import masked_mean, soft_temporal_masks
 from models.wsdec.beam_search import beam_search
@@ -35,13 +36,14 @@ class RNNSeqDecoder(nn.Module):
     """Caption decoder: `rnn_cell` GRU over `[emb(w_i) ; context]`, `output_layer` + log-softmax.
 
     Parameter names follow the original `decoder.*` keys; the decoder is a regular multi-layer
-    `nn.GRU` because teacher forcing runs it over the whole caption in one call (spec §6.5).
+    `nn.GRU` (`FusedGRU`: a faster CPU training pass) because teacher forcing runs it over the whole
+    caption in one call (spec §6.5).
     """
 
     def __init__(self, vocab_size, hidden_dim, context_dim, num_layers, dropout):
         super().__init__()
-        self.rnn_cell = nn.GRU(hidden_dim + context_dim, hidden_dim, num_layers, batch_first=True,
-                               dropout=dropout)
+        self.rnn_cell = FusedGRU(hidden_dim + context_dim, hidden_dim, num_layers, batch_first=True,
+                                 dropout=dropout)
         self.embedding = nn.Embedding(vocab_size, hidden_dim)
         self.output_layer = nn.Linear(hidden_dim, vocab_size)
 

@@ -1,0 +1,146 @@
+"""The fused CPU training path of `FusedGRU` against `nn.GRU` (spec wsdec §3.1, §6.5)."""
+import pytest
+import torch
+from torch import nn
+
+from models.layers.fused_gru import FusedGRU, GRULayerFunction
+from models.layers.gru_encoder import LayerwiseGRU
+
+
+def twin_grus(input_size, hidden_size, num_layers=1, dropout=0.0, seed=0):
+    """An `nn.GRU` and a `FusedGRU` with the same weights."""
+    torch.manual_seed(seed)
+    reference = nn.GRU(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+    fused = FusedGRU(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
+def forward_backward(gru, x, h0, seed=1):
+    """Outputs and gradients (input, h0, every parameter) of a random linear loss of output and h_n."""
+    x, h0 = x.detach().requires_grad_(), h0.detach().requires_grad_()
+    gru.zero_grad()
+    torch.manual_seed(seed)  # same dropout masks for both GRUs
+    out, h_n = gru(x, h0)
+    g = torch.Generator().manual_seed(2)
+    loss = (out * torch.randn(out.shape, generator=g)).sum() + (h_n * torch.randn(h_n.shape, generator=g)).sum()
+    loss.backward()
+    grads = {'x': x.grad, 'h0': h0.grad, **{name: p.grad for name, p in gru.named_parameters()}}
+    return out.detach(), h_n.detach(), grads
+
+
+def uses_fused_path(out):
+    """Whether `GRULayerFunction` is in the autograd graph of `out`."""
+    nodes, seen = [out.grad_fn], set()
+    while nodes:
+        node = nodes.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__ == 'GRULayerFunctionBackward':
+            return True
+        nodes += [parent for parent, _ in node.next_functions]
+    return False
+
+
+def relative_error(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_layer_function_gradcheck_float64():
+    g = torch.Generator().manual_seed(0)
+    steps, batch, inp, hidden = 4, 3, 5, 6
+    args = [torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+            for shape in [(steps, batch, inp), (batch, hidden), (3 * hidden, inp), (3 * hidden, hidden),
+                          (3 * hidden,), (3 * hidden,)]]
+    assert torch.autograd.gradcheck(GRULayerFunction.apply, args)
+
+
+def test_layer_function_hand_computed_single_step():
+    """One step by the GRU equations (PyTorch gate order r, z, n)."""
+    g = torch.Generator().manual_seed(3)
+    x, h = torch.randn(1, 2, 3, generator=g), torch.randn(2, 4, generator=g)
+    w_ih, w_hh = torch.randn(12, 3, generator=g), torch.randn(12, 4, generator=g)
+    b_ih, b_hh = torch.randn(12, generator=g), torch.randn(12, generator=g)
+    gi, gh = x[0] @ w_ih.t() + b_ih, h @ w_hh.t() + b_hh
+    r = torch.sigmoid(gi[:, :4] + gh[:, :4])
+    z = torch.sigmoid(gi[:, 4:8] + gh[:, 4:8])
+    n = torch.tanh(gi[:, 8:] + r * gh[:, 8:])
+    out = GRULayerFunction.apply(x, h, w_ih, w_hh, b_ih, b_hh)
+    torch.testing.assert_close(out[0], (1 - z) * n + z * h, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('sizes', [(500, 512, 1, 4, 40), (24, 16, 2, 3, 9)])  # in, H, layers, B, T
+def test_matches_nn_gru_forward_and_gradients(sizes):
+    inp, hidden, layers, batch, steps = sizes
+    reference, fused = twin_grus(inp, hidden, layers)
+    g = torch.Generator().manual_seed(4)
+    x, h0 = torch.randn(batch, steps, inp, generator=g), torch.randn(layers, batch, hidden, generator=g)
+    out_ref, h_ref, grads_ref = forward_backward(reference, x, h0)
+    out, h_n, grads = forward_backward(fused, x, h0)
+    assert grads['x'] is not None and set(grads) == set(grads_ref)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(h_n, h_ref, rtol=0, atol=1e-5)
+    for name, grad in grads.items():
+        assert relative_error(grad, grads_ref[name]) < 1e-4, name
+
+
+def test_dropout_between_layers_matches_nn_gru():
+    """Same random state → the same inter-layer dropout masks as `nn.GRU` in training mode."""
+    reference, fused = twin_grus(10, 12, num_layers=3, dropout=0.5)
+    x, h0 = torch.randn(3, 7, 10), torch.randn(3, 3, 12)
+    out_ref, h_ref, grads_ref = forward_backward(reference, x, h0)
+    out, h_n, grads = forward_backward(fused, x, h0)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(h_n, h_ref, rtol=0, atol=1e-5)
+    for name, grad in grads.items():
+        assert relative_error(grad, grads_ref[name]) < 1e-4, name
+    no_dropout = forward_backward(fused.eval(), x, h0)[0]
+    assert (out - no_dropout).abs().max() > 1e-2  # dropout did act in training mode
+
+
+def test_layerwise_gru_dropout_matches_multilayer_nn_gru():
+    """`LayerwiseGRU` (the encoders) with dropout = a 2-layer `nn.GRU` with the same dropout (spec §3.1)."""
+    torch.manual_seed(0)
+    reference = nn.GRU(6, 8, 2, batch_first=True, dropout=0.3)
+    layerwise = LayerwiseGRU(6, 8, 2, dropout=0.3)
+    for k, gru in enumerate(layerwise):
+        gru.load_state_dict({f'{name}_l0': getattr(reference, f'{name}_l{k}')
+                             for name in ('weight_ih', 'weight_hh', 'bias_ih', 'bias_hh')})
+    x = torch.randn(2, 11, 6)
+    torch.manual_seed(5)
+    expected, _ = reference(x)
+    torch.manual_seed(5)
+    hidden_all = layerwise(x)
+    assert hidden_all.grad_fn is not None
+    torch.testing.assert_close(hidden_all[-1], expected, rtol=0, atol=1e-5)
+
+
+def test_training_mode_equals_eval_mode_without_dropout():
+    _, fused = twin_grus(7, 9, num_layers=2, dropout=0.0)
+    x = torch.randn(3, 12, 7)
+    trained, h_trained = fused.train()(x)
+    with torch.no_grad():
+        evaluated, h_evaluated = fused.eval()(x)
+    assert uses_fused_path(trained)
+    torch.testing.assert_close(trained.detach(), evaluated, rtol=0, atol=1e-5)
+    torch.testing.assert_close(h_trained.detach(), h_evaluated, rtol=0, atol=1e-5)
+
+
+def test_fused_path_only_for_cpu_training_sequences():
+    _, fused = twin_grus(4, 5)
+    x = torch.randn(2, 6, 4)
+
+    assert uses_fused_path(fused(x)[0]) and uses_fused_path(fused(x)[1])
+    assert uses_fused_path(fused.eval()(x)[0])  # eval mode with gradients (no dropout either way)
+    assert not uses_fused_path(fused(x[:, :1])[0])  # one step (beam search): stock GRU
+    with torch.no_grad():
+        assert fused(x)[0].grad_fn is None  # inference: stock GRU
+    unbatched_out, _ = fused(x[0])  # (T, in) without a batch dimension: stock GRU, same semantics
+    torch.testing.assert_close(unbatched_out, fused(x[:1])[0][0], rtol=0, atol=1e-5)
+
+
+def test_state_dict_names_unchanged():
+    reference, fused = twin_grus(3, 4, num_layers=2)
+    assert list(fused.state_dict()) == list(reference.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(fused.state_dict().values(), reference.state_dict().values()))
