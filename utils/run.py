@@ -188,14 +188,18 @@ class Run:
             shutil.copyfile(epoch_path, tmp)
 
     def resume_state(self) -> dict | None:
-        """The content of checkpoints/last.pt when --resume is given, else None."""
+        """The content of checkpoints/last.pt when --resume is given (checked to be of this run's kind), else None."""
         if not self.args.resume:
             return None
         last = self.checkpoints_dir / 'last.pt'
         if not last.exists():
             raise RunFolderError(f"--resume: {last} not found; the run saved no checkpoint yet "
                                  f"(delete {self.dir} and start again without --resume)")
-        return load_checkpoint(last)
+        state = load_checkpoint(last)
+        if state.get('kind') != self.kind:
+            raise RunFolderError(f"--resume: {last} is a '{state.get('kind')}' checkpoint, "
+                                 f"this script trains '{self.kind}'")
+        return state
 
     def close(self) -> None:
         if self.is_main:
@@ -230,9 +234,6 @@ def resume_or_start(run: Run, model, optimizer, scheduler) -> tuple[int, int]:
     state = run.resume_state()
     if state is None:
         return 0, 0
-    if state['kind'] != run.kind:
-        raise RunFolderError(f"--resume: {run.checkpoints_dir / 'last.pt'} is a '{state['kind']}' "
-                             f"checkpoint, this script trains '{run.kind}'")
     unwrap(model).load_state_dict(state['model'])
     optimizer.load_state_dict(state['optimizer'])
     if scheduler is not None:

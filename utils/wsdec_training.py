@@ -398,9 +398,6 @@ def resume_training(run, models: dict, optimizers: dict) -> tuple[int, int]:
     state = run.resume_state()
     if state is None:
         return 0, 0
-    if state['kind'] != run.kind:
-        raise RunFolderError(f"--resume: {run.checkpoints_dir / 'last.pt'} is a '{state['kind']}' checkpoint, "
-                             f"this run trains '{run.kind}'")
     for name, model in models.items():
         model.load_state_dict(state['model'][name])
     for name, optimizer in optimizers.items():
