@@ -197,3 +197,10 @@ def test_resume_refuses_a_checkpoint_of_another_kind(tmp_path):
     config.write_text(config.read_text().replace('"tiny"', '"other"'))
     with pytest.raises(RunFolderError, match="'tiny' checkpoint, this script trains 'other'"):
         _train(parse(tmp_path, '--quiet', '--epochs', '2', '--resume'), kind='other')
+
+
+def test_keep_checkpoints_prunes_old_epochs_but_keeps_last(tmp_path):
+    _train(parse(tmp_path, '--quiet', '--epochs', '4', '--keep-checkpoints', '2'))
+    ckpts = tmp_path / 'runs/exp/checkpoints'
+    assert sorted(p.name for p in ckpts.glob('*.pt')) == ['epoch_002.pt', 'epoch_003.pt', 'last.pt']
+    assert load_checkpoint(ckpts / 'last.pt')['epoch'] == 3

@@ -46,7 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Flags that may change between a run and its --resume continuation: they do not alter what is learnt
 # (epochs only extends the schedule; device changes only float rounding).
-RESUMABLE_CHANGES = ('resume', 'quiet', 'epochs', 'num_workers', 'device')
+RESUMABLE_CHANGES = ('resume', 'quiet', 'epochs', 'num_workers', 'device', 'keep_checkpoints')
 
 
 class RunFolderError(ValueError):
@@ -98,6 +98,9 @@ def add_common_args(parser, *, epochs: int, batch_size: int, seed: int, run_name
     parser.add_argument('--num-workers', type=int, default=0, help='DataLoader worker processes')
     parser.add_argument('--missing-features', choices=('error', 'skip'), default='error',
                         help='videos with annotations but no features: stop with an error, or skip them')
+    parser.add_argument('--keep-checkpoints', type=int, default=0, metavar='K',
+                        help='keep only the K newest checkpoints/epoch_NNN.pt (last.pt is always kept); '
+                             '0 keeps every epoch, as the originals did')
     return parser
 
 
@@ -186,6 +189,10 @@ class Run:
         save_checkpoint(epoch_path, state)
         with atomic_path(self.checkpoints_dir / 'last.pt') as tmp:
             shutil.copyfile(epoch_path, tmp)
+        keep = getattr(self.args, 'keep_checkpoints', 0)
+        if keep > 0:
+            for old in sorted(self.checkpoints_dir.glob('epoch_*.pt'))[:-keep]:
+                old.unlink()
 
     def resume_state(self) -> dict | None:
         """The content of checkpoints/last.pt when --resume is given (checked to be of this run's kind), else None."""
