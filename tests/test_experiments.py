@@ -97,7 +97,7 @@ def test_full_commands_are_the_paper_defaults():
 def test_quick_commands_are_small_and_take_the_data_root():
     argv = Job(STEPS['wsdec_final'], 233, QUICK).command(resume=True)
     assert argv[2:4] == ['--data-root', 'data/synthetic_tiny']
-    assert argv[argv.index('--epochs') + 1] == '2' and argv[argv.index('--hidden-dim') + 1] == '32'
+    assert argv[argv.index('--epochs') + 1] == '2' and argv[argv.index('--hidden-dim') + 1] == '64'
     assert argv[-1] == '--resume'
     argv = Job(STEPS['eval_ilcacm_oracle_count'], 42, QUICK).command()
     assert '--run-name' not in argv and argv[-2:] == ['--count-mode', 'oracle']
@@ -108,7 +108,7 @@ def test_quick_commands_are_small_and_take_the_data_root():
 # ------------------------------------------------------------------------------ run-folder status
 def test_finished_partial_and_missing_run_folders(tmp_path):
     profile = Profile('quick', 'synthetic', 'd', str(tmp_path))
-    train = Job(STEPS['wsdec_cg_pretrain'], 233, profile)
+    train = Job(STEPS['wsdec_sl'], 233, profile)
     assert train.status() == 'missing'
     (train.run_dir / 'checkpoints').mkdir(parents=True)
     (train.run_dir / 'stdout.log').write_text('')

@@ -68,11 +68,15 @@ class Profile:
 
 # --------------------------------------------------------------------------------------------- steps
 # Quick-profile sizes (2 CPU cores): small GRUs / Transformers, one or two epochs of a few batches.
-WSDEC_QUICK = ('--hidden-dim', '32', '--batch-size', '8', '--max-steps-per-epoch', '3', '--quiet')
+WSDEC_QUICK = ('--hidden-dim', '64', '--batch-size', '8', '--max-steps-per-epoch', '3', '--keep-checkpoints', '1',
+               '--quiet')
+# the captioners get enough steps to caption something (30 epochs of the tiny set's 3 batches, lr 1e-3 from 25)
+WSDEC_QUICK_CAPTIONER = WSDEC_QUICK + ('--lr-step', '25')
 WSDEC_QUICK_EVAL = ('--quiet',)
 ILCACM_QUICK = ('--decoder', 'word', '--word-min-count', '1', '--gpt2-layers', '1', '--gpt2-dim', '32',
                 '--gpt2-heads', '2', '--enc-layers', '1', '--enc-heads', '2', '--enc-ff', '64', '--mask-ff', '64',
-                '--cap-epochs', '1', '--batch-size', '8', '--lr', '1e-3', '--num-beams', '2', '--quiet')
+                '--cap-epochs', '1', '--batch-size', '8', '--lr', '1e-3', '--num-beams', '2', '--keep-checkpoints', '1',
+                '--quiet')
 
 
 @dataclass(frozen=True)
@@ -131,13 +135,13 @@ CG_PRETRAIN = (('--checkpoint-cg', 'wsdec_cg_pretrain'),)
 DENSE_METRICS = 'metrics/dense_n*_seed*_val_1.json'
 STEPS: dict[str, Step] = {s.name: s for s in (
     # WSDEC training (spec wsdec §4.1-4.3; epochs = each script's default)
-    _wsdec_train('wsdec_cg_pretrain', 'train_cg_pretrain.py', (100, 2)),
+    _wsdec_train('wsdec_cg_pretrain', 'train_cg_pretrain.py', (100, 30), quick=WSDEC_QUICK_CAPTIONER),
     _wsdec_train('wsdec_final', 'train_final.py', (25, 2), inputs=CG_PRETRAIN,
                  quick=WSDEC_QUICK + ('--sl-batch-size', '4')),       # quick: epoch 0 = SL phase, 1 = CG phase
     _wsdec_train('wsdec_noregress', 'train_final.py', (25, 2), inputs=CG_PRETRAIN, args=('--regressor-scale', '0'),
                  quick=WSDEC_QUICK + ('--sl-batch-size', '4')),
     _wsdec_train('wsdec_noclass', 'train_baseline_regressor.py', (100, 2), inputs=CG_PRETRAIN),
-    _wsdec_train('wsdec_cg', 'train_cg.py', (100, 2)),
+    _wsdec_train('wsdec_cg', 'train_cg.py', (100, 30), quick=WSDEC_QUICK_CAPTIONER),
     _wsdec_train('wsdec_sl', 'train_sl.py', (100, 2)),
     # WSDEC evaluation (spec wsdec §4.4-4.5)
     _wsdec_eval('eval_wsdec_cg_pretrain', 'eval_script/evaluate_pretrain.py', (('--checkpoint', 'wsdec_cg_pretrain'),),
