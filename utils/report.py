@@ -98,8 +98,9 @@ def run_protocol(config: dict, meta: dict) -> Protocol:
     kind = str(config.get('kind', '')).lower()
     features = config.get('features') or ('CLIP' if 'ilcacm' in kind else 'C3D' if 'wsdec' in kind else '?')
     data_root = config.get('data_root')
-    dataset = config.get('dataset') or (f'data root "{Path(data_root).name}"' if data_root
-                                        else 'ActivityNet Captions val')
+    # a data root names the data actually used (ILCACM's config 'dataset' is only its frame-count preset)
+    dataset = (f'data root "{Path(data_root).name}"' if data_root
+               else config.get('dataset') or 'ActivityNet Captions val')
     return Protocol(toolkit=str(meta.get('toolkit', '?')),
                     missing=str(meta.get('missing', meta.get('missing_policy', '?'))),
                     features=str(features), dataset=str(dataset))
