@@ -212,3 +212,16 @@ def test_localization_r_at_1_strict_and_miou(tmp_path, capsys):
     assert 'R@1_0.5' in capsys.readouterr().out
     assert json.loads((tmp_path / 'o.json').read_text())['metrics']['R@1_0.3'] == pytest.approx(200 / 3)
     assert 'sentence localization' in format_table(out)
+
+
+def test_meteor_aggregate_from_stats_golden_values():
+    # stats lines and EVAL answers of meteor-1.5.jar -l en -norm ('a man plays guitar' / 'a man is playing a
+    # guitar', 'the the' / 'abc123 ! @ #', 'x y z' / 'x y z')
+    lines = ['4.0 6.0 1.0 3.0 2.0 2.0 1.0 1.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 0.0 1.0 1.0 0.0 1.0 2.0 4.0 5.0',
+             '2.0 4.0 2.0 0.0 ' + '0.0 ' * 18 + '0.0',
+             '3.0 3.0 0.0 0.0 3.0 3.0 ' + '0.0 ' * 14 + '1.0 3.0 3.0']
+    assert meteor.aggregate_stats(lines) == 0.3170156506876974
+    assert [meteor.aggregate_stats([s]) for s in lines] == [0.39012857811759905, 0.0, 1.0]
+    assert meteor.MeteorStats.parse(lines[2]).perfect() and not meteor.MeteorStats.parse(lines[0]).perfect()
+    with pytest.raises(meteor.JavaToolError, match='22 values, expected 23'):
+        meteor.MeteorStats.parse(lines[0].rsplit(' ', 1)[0])

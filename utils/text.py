@@ -27,4 +27,6 @@ def ilcacm_normalize(sentences, max_captions=12):
 def remove_nonascii(s):
     """Replace every non-ASCII character with a space (densevid_eval and WSDEC's METEOR labels; spec
     evaluation §3.3 step 4, wsdec §4.2)."""
+    if s.isascii():  # fast path: nothing to replace
+        return s
     return ''.join(c if ord(c) < 128 else ' ' for c in s)

@@ -3,21 +3,24 @@
 Same numbers as the official per-video loop (``reference_impl.py``), computed faster:
 * tIoUs are computed once per (video, reference file) with numpy and thresholded per tIoU;
 * the PTB tokenizer reads the official lists (per tIoU, predictions and references) in concurrent processes;
-* every distinct (hypothesis, reference) pair gets its METEOR statistics once, and every distinct list of
-  a video's pairs is scored once (METEOR through one pipelined process; BLEU/ROUGE-L/CIDEr-D bit-identical
-  to pycocoevalcap's classes with per-sentence caches, ``coco_metrics.py``), however many tIoUs share it.
+* every distinct (hypothesis, reference) pair gets its METEOR statistics once (one pipelined Java process,
+  running while Python computes BLEU/ROUGE-L/CIDEr-D, bit-identical to pycocoevalcap's classes with
+  per-sentence caches, ``coco_metrics.py``), and every distinct list of a video's pairs is scored once,
+  however many tIoUs share it; METEOR's aggregate of a list is computed from the summed statistics in
+  Python exactly as the jar's ``EVAL`` request does (``meteor.aggregate_stats``).
 Items keep the official order (tIoU, video, prediction, reference file, GT caption), so pooled statistics and
 the seeded random garbage strings are the same as the official loop's.
 """
 import random
 import string
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from utils.text import remove_nonascii
 
 from .coco_metrics import CachedCocoMetrics
-from .meteor import ptb_tokenize_lists
+from .meteor import MeteorStats, aggregate_stats, ptb_tokenize_lists
 from .tiou import tiou_matrix
 
 CAPTION_METRICS = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')
@@ -141,14 +144,15 @@ def caption_scores(pairs_by_tiou, meteor):
         keyed.append(keys)
     group_list = list(groups)
 
+    # the METEOR statistics come from the Java process (another core) while this thread computes the rest
     distinct_pairs = list(dict.fromkeys(p for key in group_list for p in key))
-    stats = dict(zip(distinct_pairs, meteor.stats([h for h, _ in distinct_pairs], [[r] for _, r in distinct_pairs])))
-    meteor_scores = [agg for agg, _ in meteor.aggregate([[stats[p] for p in key] for key in group_list])]
-    coco = CachedCocoMetrics()
-    group_scores = []
-    for key, met in zip(group_list, meteor_scores):
-        bleu, rouge, cider = coco.scores(key)
-        group_scores.append((bleu, met, rouge, cider))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stats_lines = pool.submit(meteor.stats, [h for h, _ in distinct_pairs], [[r] for _, r in distinct_pairs])
+        coco = CachedCocoMetrics()
+        coco_scores = [coco.scores(key) for key in group_list]
+        stats = dict(zip(distinct_pairs, map(MeteorStats.parse, stats_lines.result())))
+    group_scores = [(bleu, aggregate_stats([stats[p] for p in key]), rouge, cider)
+                    for key, (bleu, rouge, cider) in zip(group_list, coco_scores)]
 
     zero = ([0] * 4, 0, 0, 0)  # a video with no items scores 0 (spec evaluation §3.3 step 6)
     return [average_over_videos([group_scores[groups[k]] if k else zero for k in keys]) for keys in keyed]
