@@ -17,14 +17,7 @@ from utils.wsdec_inference import (InferenceOptions, aggregate_runs, build_submi
                                    random_test_markdown, resolve_options)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    """Tiny models gain nothing from intra-op threads, which only contend on a shared 2-core machine
-    (a tiny dense-captioning run: 0.7 s with 1 thread, 15 s with 2 under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(scope='module')
