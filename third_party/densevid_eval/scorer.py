@@ -58,13 +58,13 @@ def evaluate(submission, references, *, tious=DEFAULT_TIOUS, max_proposals=1000,
     seed = (DEFAULT_GARBAGE_SEED if seed is None else seed) if toolkit == '2021' else None
     results, source, data = load_results(submission)
     refs, ref_meta = load_references(references)
-    java_executable()
     warnings = submission_warnings(data, results, refs, max_proposals)
     predictions = cap_proposals(results, max_proposals)
     vids = scored_video_ids(refs, predictions, missing)
     if not vids:
         raise SubmissionError(f"{source}: none of its {len(results)} videos is in the references "
                               f"{[m['path'] for m in ref_meta]}; nothing to score with --missing skip")
+    java_executable()  # after the input checks, so that bad input is reported even without Java
     garbage = GarbageReference(toolkit, seed)
 
     own_meteor = meteor is None and (fast or soda)  # the official loop runs pycocoevalcap's own Meteor
