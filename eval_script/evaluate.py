@@ -156,6 +156,18 @@ def eval_dataset(paths, vocab, args, config, mode='full') -> WSDECDataset:
     return WSDECDataset(annotations, features, vocab, mode=mode, vids=vids, seed=args.seed)
 
 
+def captioner_setup(args, option_names, mode='full'):
+    """What the captioner-only evaluations share: checkpoint, CG on the device, vocabulary, inference options,
+    data paths and the val_1 dataset. Returns (state, device, cg, vocab, options, paths, dataset)."""
+    state = read_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    (cg,) = load_models(state, args.checkpoint, ('cg',), device)
+    vocab = load_vocab(state, args.checkpoint, args.vocab)
+    options = inference_options(args, state['config'].get('inference'), option_names)
+    paths = resolve_data(args, state['config'])
+    return state, device, cg, vocab, options, paths, eval_dataset(paths, vocab, args, state['config'], mode=mode)
+
+
 def eval_batches(dataset, args, legacy_shuffled, run):
     """Every video in order, or the released shuffle=True, drop_last=True loader (seeded by --seed)."""
     loader = make_loader(dataset, args.batch_size, shuffle=legacy_shuffled, drop_last=legacy_shuffled,

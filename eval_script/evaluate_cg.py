@@ -11,10 +11,8 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 import argparse
 
-from eval_script.evaluate import (add_eval_args, add_inference_args, cli, eval_batches, eval_dataset,
-                                  inference_options, load_models, load_vocab, read_checkpoint, resolve_data,
+from eval_script.evaluate import (add_eval_args, add_inference_args, captioner_setup, cli, eval_batches,
                                   score_dense, start_run, submission_params, write_submission)
-from utils.run import resolve_device
 from utils.wsdec_inference import caption_gt_segments, predict
 
 OPTIONS = ('legacy_shuffled_eval',)
@@ -29,13 +27,7 @@ def build_parser():
 
 def run(argv=None):
     args = build_parser().parse_args(argv)
-    state = read_checkpoint(args.checkpoint)
-    device = resolve_device(args.device)
-    (cg,) = load_models(state, args.checkpoint, ('cg',), device)
-    vocab = load_vocab(state, args.checkpoint, args.vocab)
-    options = inference_options(args, state['config'].get('inference'), OPTIONS)
-    paths = resolve_data(args, state['config'])
-    dataset = eval_dataset(paths, vocab, args, state['config'])
+    state, device, cg, vocab, options, paths, dataset = captioner_setup(args, OPTIONS)
     run_folder = start_run(args, 'eval_wsdec_cg')
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run_folder),
                       lambda batch: caption_gt_segments(cg, batch, vocab), device)
