@@ -3,7 +3,8 @@
 Builds a deterministic synthetic submission for ActivityNet Captions val_1 (about 4 predictions per video:
 jittered GT segments with sentences of other videos, plus some segments that overlap nothing), scores it
 against val_1 + val_2 with both implementations under the 2018 protocol, checks that every number agrees,
-and reports wall times and peak RSS (this process and its Java children).
+and reports wall times and peak memory: the peak of this process and its children summed while each path runs
+(sampled from /proc every 0.1 s), and the getrusage maxima.
 
   python scripts/benchmark_scorer.py [--quick] [-o OUT.json]     (--quick: the first 200 videos)
 """
@@ -11,8 +12,10 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 import argparse
 import json
+import os
 import random
 import resource
+import threading
 import time
 
 from third_party.densevid_eval import evaluate
@@ -52,6 +55,52 @@ def peak_rss_mb():
     return {'self_mb': own / 1024, 'children_max_mb': children / 1024, 'sum_mb': (own + children) / 1024}
 
 
+class TreeMemorySampler:
+    """Peak of the summed resident memory of this process and all its descendants (Java processes, the
+    metrics worker), sampled every ``interval`` seconds from /proc; None where /proc is unavailable."""
+
+    def __init__(self, interval=0.1):
+        self.interval, self.peak_mb = interval, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        if pathlib.Path('/proc/self/status').exists():
+            self.peak_mb = 0.0
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @staticmethod
+    def _tree_rss_mb():
+        children = {}
+        for stat in pathlib.Path('/proc').glob('[0-9]*/stat'):
+            try:
+                fields = stat.read_text().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        total, todo = 0, [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            todo += children.get(pid, [])
+            try:
+                status = pathlib.Path(f'/proc/{pid}/status').read_text()
+            except OSError:
+                continue
+            if 'VmRSS:' in status:
+                total += int(status.split('VmRSS:')[1].split()[0])
+        return total / 1024
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self._tree_rss_mb())
+
+
 def max_difference(a, b):
     rows = [(a['metrics'], b['metrics'])] + [(a['per_tiou'][t], b['per_tiou'][t]) for t in a['per_tiou']]
     return max(abs(x[k] - y[k]) for x, y in rows for k in x if x[k] is not None)
@@ -69,11 +118,13 @@ def run(quick: bool) -> dict:
         keep = set(submission['results'])
         references = [{v: a for v, a in json.loads(p.read_text()).items() if v in keep} for p in references]
 
-    timings, results = {}, {}
+    timings, results, tree_peak = {}, {}, {}
     for name, fast in (('batched', True), ('official_loop', False)):
-        start = time.time()
-        results[name] = evaluate(submission, references, toolkit='2018', missing='zero', fast=fast)
-        timings[name] = time.time() - start
+        with TreeMemorySampler() as sampler:
+            start = time.time()
+            results[name] = evaluate(submission, references, toolkit='2018', missing='zero', fast=fast)
+            timings[name] = time.time() - start
+        tree_peak[name] = sampler.peak_mb
     diff = max_difference(results['batched'], results['official_loop'])
     return {
         'mode': 'quick' if quick else 'full',
@@ -85,6 +136,7 @@ def run(quick: bool) -> dict:
         'identical': diff <= TOLERANCE,
         'metrics': results['batched']['metrics'],
         'peak_rss': peak_rss_mb(),
+        'peak_process_tree_mb': {k: None if v is None else round(v, 1) for k, v in tree_peak.items()},
     }
 
 

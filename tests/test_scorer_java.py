@@ -7,7 +7,7 @@ import pytest
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from third_party.densevid_eval import cli, evaluate
-from third_party.densevid_eval.meteor import Meteor, aggregate_stats, ptb_tokenize
+from third_party.densevid_eval.meteor import Meteor, aggregate_groups, aggregate_stats, ptb_tokenize, stats_matrix
 
 pytestmark = [pytest.mark.java, pytest.mark.skipif(shutil.which('java') is None, reason='no Java runtime')]
 
@@ -75,6 +75,8 @@ def test_python_aggregate_equals_java_eval(meteor):
     java = meteor.aggregate(groups)
     assert [aggregate_stats(g) for g in groups] == [agg for agg, _ in java]
     assert [aggregate_stats([s]) for s in stats] == java[0][1]
+    rows = {line: i for i, line in enumerate(stats)}  # the vectorised path of the batched scorer
+    assert aggregate_groups(stats_matrix(stats), [[rows[s] for s in g] for g in groups]) == [a for a, _ in java]
 
 
 @pytest.mark.slow
@@ -168,3 +170,21 @@ def test_cli_writes_stamped_json(tmp_path, capsys, monkeypatch, meteor):
     assert set(result['metrics']) == {'Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr',
                                       'Recall', 'Precision', 'F1', 'F1_mean_tiou', 'SODA_c'}
     assert result['metrics']['SODA_c'] is not None and set(result['per_tiou']) == {'0.3', '0.5', '0.7', '0.9'}
+
+
+def test_derived_garbage_stats_equal_meteor(meteor):
+    # (hypothesis, 2018 garbage) pairs get statistics derived from the hypothesis' other pairs; hypotheses that
+    # could match a garbage token ('!', '@', '#', 'abc123', any case) are sent to METEOR like any other pair
+    from third_party.densevid_eval.dense import GARBAGE_2018_TOKENIZED as G, complete_garbage_stats, split_garbage_pairs
+    hyps = ['a man plays the guitar', 'the the of a', 'wow ! great', 'email me @ home', 'abc123 is here',
+            'ABC123 shouting', 'a dog runs', "it 's a boy 's toy", '', 'the alphabet basics']
+    pairs = [(h, 'a person is playing music') for h in hyps] + [(h, G) for h in hyps] + [('only garbage', G)]
+    to_java, derived = split_garbage_pairs(pairs)
+    assert {h for h, _ in derived} == {'a man plays the guitar', 'the the of a', 'a dog runs', "it 's a boy 's toy",
+                                       '', 'the alphabet basics'}
+    assert ('only garbage', G) in to_java and ('wow ! great', G) in to_java and ('ABC123 shouting', G) in to_java
+    matrix = stats_matrix(meteor.stats([h for h, _ in to_java], [[r] for _, r in to_java]))
+    full, order = complete_garbage_stats(matrix, to_java, derived, meteor)
+    java = stats_matrix(meteor.stats([h for h, _ in order], [[r] for _, r in order]))
+    assert sorted(order) == sorted(pairs) and (full == java).all()
+    assert complete_garbage_stats(matrix, to_java, [], meteor)[1] == to_java

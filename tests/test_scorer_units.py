@@ -222,6 +222,55 @@ def test_meteor_aggregate_from_stats_golden_values():
              '3.0 3.0 0.0 0.0 3.0 3.0 ' + '0.0 ' * 14 + '1.0 3.0 3.0']
     assert meteor.aggregate_stats(lines) == 0.3170156506876974
     assert [meteor.aggregate_stats([s]) for s in lines] == [0.39012857811759905, 0.0, 1.0]
+    groups = [[0, 1, 2], [0], [1], [2], [2, 2, 0], [1, 2]]  # the batched scorer's vectorised aggregation
+    assert meteor.aggregate_groups(meteor.stats_matrix(lines), groups) == \
+        [meteor.aggregate_stats([lines[i] for i in g]) for g in groups]
+    with pytest.raises(ValueError, match='empty group'):
+        meteor.aggregate_groups(meteor.stats_matrix(lines), [[0], []])
+    with pytest.raises(meteor.JavaToolError, match='22 values, expected 23'):
+        meteor.stats_matrix(lines[:1] + [lines[0].rsplit(' ', 1)[0]])
     assert meteor.MeteorStats.parse(lines[2]).perfect() and not meteor.MeteorStats.parse(lines[0]).perfect()
     with pytest.raises(meteor.JavaToolError, match='22 values, expected 23'):
         meteor.MeteorStats.parse(lines[0].rsplit(' ', 1)[0])
+
+
+# ---------- batched-path helpers ----------
+
+def test_garbage_split_keeps_one_probe_and_falls_back_when_the_probe_matches():
+    from third_party.densevid_eval.dense import GARBAGE_2018_TOKENIZED as G, complete_garbage_stats, split_garbage_pairs
+    pairs = [('a b', 'c d'), ('a b', G), ('e f', 'c d'), ('e f', G)]
+    to_java, derived = split_garbage_pairs(pairs)
+    assert to_java == [('a b', 'c d'), ('e f', 'c d'), ('e f', G)] and derived == [('a b', G)]
+    line = '2.0 2.0 0.0 0.0 ' + '0.0 ' * 18 + '0.0'
+
+    class FakeMeteor:
+        requests = []
+
+        def stats(self, hyps, refs):
+            self.requests.append(hyps)
+            return [line.replace('0.0 0.0 0.0', '1.0 1.0 1.0', 1)] * len(hyps)
+
+    matched = line[:16] + '1.0' + line[19:]  # the probe line shows an exact match: derive nothing
+    matrix = meteor.stats_matrix([line, line, matched])
+    full, order = complete_garbage_stats(matrix, to_java, derived, FakeMeteor())
+    assert order == to_java + derived and FakeMeteor.requests == [['a b']] and full.shape == (4, 23)
+    full, order = complete_garbage_stats(meteor.stats_matrix([line, line, line]), to_java, derived, FakeMeteor())
+    assert FakeMeteor.requests == [['a b']] and (full[3] == full[0]).all()
+
+
+def _square(x):
+    return x * x
+
+
+def _fail(x):
+    raise ValueError(f'bad {x}')
+
+
+def test_low_priority_worker_result_error_and_no_fork_fallback(monkeypatch):
+    from third_party.densevid_eval import dense
+    assert dense.LowPriorityWorker(_square, 7).result() == 49
+    with pytest.raises(RuntimeError, match='ValueError: bad 3'):
+        dense.LowPriorityWorker(_fail, 3).result()
+    monkeypatch.setattr(dense.multiprocessing, 'get_all_start_methods', lambda: ['spawn'])
+    worker = dense.LowPriorityWorker(_square, 5)
+    assert worker._proc is None and worker.result() == 25

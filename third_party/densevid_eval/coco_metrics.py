@@ -4,7 +4,7 @@ Each video is one pooled scoring set (spec evaluation §3.3 step 6); items are (
 reference) pairs. What does not depend on the rest of the video is computed once per sentence or pair and
 reused across videos and tIoUs:
 * BLEU: pycocoevalcap's ``cook_refs`` / ``cook_test`` per pair (integer counts, from the cached n-grams),
-  pooled by its own ``BleuScorer``;
+  summed per video, then ``BleuScorer.compute_score``'s final arithmetic;
 * ROUGE-L: ``Rouge.calc_score`` per pair (an integer LCS, then the same float expression), averaged with
   ``np.mean`` as ``Rouge.compute_score``;
 * CIDEr-D: the document frequencies come from the video's references, so the arithmetic of
@@ -15,7 +15,6 @@ reused across videos and tIoUs:
 import math
 
 import numpy as np
-from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 from pycocoevalcap.cider.cider_scorer import precook
 
 CIDER_N, CIDER_SIGMA = 4, 6.0  # pycocoevalcap Cider() defaults (CIDEr-D)
@@ -54,7 +53,7 @@ class CachedCocoMetrics:
         self._bleu_cooked = {}
         self._rouge_pair = {}
         self._ngrams = {}
-        self._log = {}
+        self._log = []
         self._penalty = {}
         self._by_order = {}
 
@@ -62,28 +61,42 @@ class CachedCocoMetrics:
         return self.bleu(items), self.rouge(items), self.cider(items)
 
     def bleu(self, items):
-        scorer = BleuScorer(n=4)
+        """``BleuScorer(n=4)`` fed the items, ``compute_score(option='closest')[0]``. That score depends only on
+        the summed integer counts (test and reference lengths, guesses and matches per order), so those are
+        summed here and its final arithmetic is repeated as written (the per-sentence list is not needed)."""
+        testlen = reflen = 0
+        guess, correct = [0] * 4, [0] * 4
+        cooked = self._bleu_cooked
         for pair in items:
-            if pair not in self._bleu_cooked:
-                self._bleu_cooked[pair] = self._cook(*pair)
-            refs, test = self._bleu_cooked[pair]
-            scorer.crefs.append(refs)
-            scorer.ctest.append(test)
-        score, _ = scorer.compute_score(option='closest', verbose=0)
-        return list(score)
+            if pair not in cooked:
+                cooked[pair] = self._cook(*pair)
+            pair_testlen, pair_reflen, pair_guess, pair_correct = cooked[pair]
+            testlen += pair_testlen
+            reflen += pair_reflen  # 'closest' of a single reference is that reference's length
+            for k in range(4):
+                guess[k] += pair_guess[k]
+                correct[k] += pair_correct[k]
+        small, tiny = 1e-9, 1e-15
+        bleus, bleu = [], 1.
+        for k in range(4):
+            bleu *= float(correct[k] + tiny) / (guess[k] + small)
+            bleus.append(bleu ** (1. / (k + 1)))
+        ratio = (testlen + tiny) / (reflen + small)
+        if ratio < 1:
+            for k in range(4):
+                bleus[k] *= math.exp(1 - 1 / ratio)
+        return bleus
 
     def _cook(self, hyp, ref):
         """pycocoevalcap's ``cook_refs([ref])`` and ``cook_test(hyp, refs)`` from the cached n-gram counts
-        (BLEU's ``precook`` counts the same n-grams as CIDEr's; a single reference is its own max count)."""
+        (BLEU's ``precook`` counts the same n-grams as CIDEr's; a single reference is its own max count):
+        ``(testlen, reflen, guess[4], correct[4])``."""
         ref_counts = self._counts(ref)
-        refs = ([len(ref.split())], ref_counts)
         test_len = len(hyp.split())
         correct = [0] * 4
         for ngram, count in self._counts(hyp).items():
             correct[len(ngram) - 1] += min(ref_counts.get(ngram, 0), count)
-        test = {'reflen': refs[0], 'testlen': test_len, 'guess': [max(0, test_len - k + 1) for k in range(1, 5)],
-                'correct': correct}
-        return refs, test
+        return test_len, len(ref.split()), [max(0, test_len - k + 1) for k in range(1, 5)], correct
 
     def rouge(self, items):
         for pair in items:
@@ -97,80 +110,75 @@ class CachedCocoMetrics:
         return self._ngrams[sentence]
 
     def _orders(self, sentence):
-        """The sentence's (n-gram, float term frequency) per order, each in ``precook`` order, and its
+        """The sentence's (n-gram, float term frequency) pairs per order, each in ``precook`` order, and its
         'length' (bigram count), as ``CiderScorer.counts2vec`` derives them."""
         if sentence not in self._by_order:
             orders = [[] for _ in range(CIDER_N)]
             for ngram, term_freq in self._counts(sentence).items():
                 orders[len(ngram) - 1].append((ngram, float(term_freq)))
-            self._by_order[sentence] = orders, sum(int(tf) for _, tf in orders[1])
+            self._by_order[sentence] = tuple(map(tuple, orders)), sum(int(tf) for _, tf in orders[1])
         return self._by_order[sentence]
 
-    def _np_log(self, x):
-        if x not in self._log:
-            self._log[x] = float(np.log(x))
-        return self._log[x]
-
-    def _tfidf(self, sentence, log_df, ref_len):
-        """CiderScorer.counts2vec: per-order tf-idf dicts, their norms, and the 'length' (bigram count).
-        ``log_df``: log document frequency of the video's n-grams (absent: log(max(1, 0)) = 0)."""
-        orders, length = self._orders(sentence)
-        vec, norm = [], []
-        for grams in orders:  # each order's squares are summed in the order counts2vec visits them
-            values, square_sum = {}, 0.0
-            for ngram, term_freq in grams:
-                value = values[ngram] = term_freq * (ref_len - log_df.get(ngram, 0.0))
-                square_sum += pow(value, 2)
-            vec.append(values)
-            norm.append(math.sqrt(square_sum))
-        return vec, norm, length
+    def _log_table(self, n):
+        """``[0.0, log(1), log(2), ..., log(n)]`` with ``np.log`` (index 0 stands for log(max(1, 0)) = 0)."""
+        table = self._log
+        while len(table) <= n:
+            table.append(float(np.log(float(max(len(table), 1)))))
+        return table
 
     def _gaussian(self, delta):
         if delta not in self._penalty:
             self._penalty[delta] = np.e ** (-(delta ** 2) / (2 * CIDER_SIGMA ** 2))
         return self._penalty[delta]
 
-    def _sim(self, hyp, ref):
-        """CiderScorer.compute_cider.sim: Gaussian-penalised, clipped cosine per n-gram order.
-        An n-gram missing from the reference adds min(v, 0) * 0 = 0.0 (tf-idf values are >= 0): skipped."""
-        (vec_hyp, norm_hyp, length_hyp), (vec_ref, norm_ref, length_ref) = hyp, ref
-        penalty = self._gaussian(float(length_hyp - length_ref))
-        val = [0.0] * CIDER_N
-        for n in range(CIDER_N):
-            ref_values = vec_ref[n]
-            for ngram, value in vec_hyp[n].items():
-                if ngram in ref_values:
-                    ref_value = ref_values[ngram]
-                    val[n] += min(value, ref_value) * ref_value
-            if norm_hyp[n] != 0 and norm_ref[n] != 0:
-                val[n] /= (norm_hyp[n] * norm_ref[n])
-            val[n] *= penalty
-        return val
-
     def cider(self, items):
-        """CIDEr-D of the items with document frequencies from these items' references (one per item)."""
+        """CIDEr-D of the items with document frequencies from these items' references (one per item).
+
+        ``CiderScorer.compute_cider`` re-done with the same operations in the same order: a tf-idf value is
+        ``tf * (ref_len - log(max(1, df)))``; each order's norm is the square root of the squares summed in
+        ``counts2vec``'s visiting order; ``sim`` adds ``min(v_hyp, v_ref) * v_ref`` over the hypothesis'
+        n-grams in its order (an n-gram absent from the reference adds ``min(v, 0) * 0 = 0.0``: skipped), then
+        divides by the norms and applies the length penalty; an item's score is ``np.mean`` of the 4 orders
+        (sequential for 4 values) times 10; the video's is ``np.mean`` of its items'.
+        """
+        counts, orders_of = self._counts, self._orders
         document_frequency = {}
         for _, ref in items:
-            for ngram in self._counts(ref):
-                document_frequency[ngram] = document_frequency.get(ngram, 0.0) + 1
-        # every df is >= 1, so CiderScorer's log(max(1.0, df)) is log(df)
-        log_df = {ngram: self._np_log(df) for ngram, df in document_frequency.items()}
-        ref_len = self._np_log(float(len(items)))
-        vectors = {}  # a sentence's tf-idf depends only on the video's document frequencies
+            for ngram in counts(ref):
+                document_frequency[ngram] = document_frequency.get(ngram, 0) + 1
+        logs = self._log_table(len(items))
+        ref_len = logs[len(items)]
+        df = document_frequency.get
+        norms = {}  # a sentence's norms depend only on the video's document frequencies
 
-        def tfidf(sentence):
-            if sentence not in vectors:
-                vectors[sentence] = self._tfidf(sentence, log_df, ref_len)
-            return vectors[sentence]
+        def norms_of(sentence):
+            if sentence not in norms:
+                out = []
+                for grams in orders_of(sentence)[0]:
+                    square_sum = 0.0
+                    for ngram, term_freq in grams:
+                        square_sum += (term_freq * (ref_len - logs[df(ngram, 0)])) ** 2
+                    out.append(math.sqrt(square_sum))
+                norms[sentence] = out
+            return norms[sentence]
 
         scores = []
         for hyp, ref in items:
-            total = [0.0] * CIDER_N
-            sim = self._sim(tfidf(hyp), tfidf(ref))
-            for n in range(CIDER_N):
-                total[n] += sim[n]
-            score_avg = np.mean(np.array(total))
-            score_avg /= 1  # one reference per item
-            score_avg *= 10.0
-            scores.append(score_avg)
+            hyp_orders, hyp_length = orders_of(hyp)
+            ref_counts = counts(ref)
+            norm_hyp, norm_ref = norms_of(hyp), norms_of(ref)
+            penalty = self._gaussian(float(hyp_length - orders_of(ref)[1]))
+            val = [0.0] * CIDER_N
+            for n, grams in enumerate(hyp_orders):
+                acc = 0.0
+                for ngram, term_freq in grams:
+                    if ngram in ref_counts:
+                        weight = ref_len - logs[df(ngram)]
+                        hyp_value = term_freq * weight
+                        ref_value = float(ref_counts[ngram]) * weight
+                        acc += min(hyp_value, ref_value) * ref_value
+                if norm_hyp[n] != 0 and norm_ref[n] != 0:
+                    acc /= (norm_hyp[n] * norm_ref[n])
+                val[n] = acc * penalty
+            scores.append((((val[0] + val[1]) + val[2]) + val[3]) / 4 * 10.0)
         return np.mean(np.array(scores))

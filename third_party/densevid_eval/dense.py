@@ -1,16 +1,20 @@
 """Dense-captioning scores of densevid_eval, batched (spec evaluation §3.3, §3.4).
 
 Same numbers as the official per-video loop (``reference_impl.py``), computed faster:
-* tIoUs are computed once per (video, reference file) with numpy and thresholded per tIoU;
+* tIoUs are computed once per (video, reference file) and thresholded per tIoU;
 * the PTB tokenizer reads the official lists (per tIoU, predictions and references) in concurrent processes;
 * every distinct (hypothesis, reference) pair gets its METEOR statistics once (one pipelined Java process,
-  running while Python computes BLEU/ROUGE-L/CIDEr-D, bit-identical to pycocoevalcap's classes with
-  per-sentence caches, ``coco_metrics.py``), and every distinct list of a video's pairs is scored once,
+  running while a lower-priority child process computes BLEU/ROUGE-L/CIDEr-D, bit-identical to
+  pycocoevalcap's classes with per-sentence caches, ``coco_metrics.py``); the pairs of a hypothesis with
+  the 2018 garbage reference, which METEOR cannot match, get statistics derived from the hypothesis' other
+  pairs (``GARBAGE_2018_TOKENIZED``); every distinct list of a video's pairs is scored once,
   however many tIoUs share it; METEOR's aggregate of a list is computed from the summed statistics in
-  Python exactly as the jar's ``EVAL`` request does (``meteor.aggregate_stats``).
+  Python exactly as the jar's ``EVAL`` request does (``meteor.aggregate_groups``).
 Items keep the official order (tIoU, video, prediction, reference file, GT caption), so pooled statistics and
 the seeded random garbage strings are the same as the official loop's.
 """
+import multiprocessing
+import os
 import random
 import string
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +24,8 @@ import numpy as np
 from utils.text import remove_nonascii
 
 from .coco_metrics import CachedCocoMetrics
-from .meteor import MeteorStats, aggregate_stats, ptb_tokenize_lists
-from .tiou import tiou_matrix
+from .meteor import aggregate_groups, ptb_tokenize_lists, stats_matrix
+from .tiou import tiou
 
 CAPTION_METRICS = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')
 GARBAGE_2018 = 'abc123!@#'  # densevid_eval deba7d7 (spec evaluation §3.3 step 3)
@@ -61,37 +65,43 @@ def scored_video_ids(references, predictions, missing):
 
 
 class VideoOverlaps:
-    """One video's predictions and, per reference file holding it, the tIoU matrix and GT sentences."""
+    """One video's predictions and, per reference file holding it, the tIoU rows (one list per prediction,
+    plain Python floats: a video has a handful of segments, too few for numpy to pay) and GT sentences."""
 
     def __init__(self, entries, references, vid):
         self.predicted = entries is not None
         entries = entries or []
         self.sentences = [e['sentence'] for e in entries]
         preds = [e['timestamp'] for e in entries]
-        self.files = [(tiou_matrix(preds, ref[vid]['timestamps']), ref[vid]['sentences'])
-                      for ref in references if vid in ref]
+        self.files = []
+        for ref in references:
+            if vid in ref:
+                gts = ref[vid]['timestamps']
+                self.files.append(([[tiou(p, g) for g in gts] for p in preds], len(gts), ref[vid]['sentences']))
 
-    def caption_pairs(self, tiou, garbage):
-        """(prediction, reference) items at ``tiou``: every GT with IoU >= tiou, else garbage (§3.3 steps 2-3)."""
+    def caption_pairs(self, tiou_threshold, garbage):
+        """(prediction, reference) items at the threshold: every GT with IoU >= it, else garbage (§3.3 steps 2-3)."""
         items = []
         for i, sentence in enumerate(self.sentences):
             matched = False
-            for ious, gt_sentences in self.files:
-                for j in np.flatnonzero(ious[i] >= tiou):
-                    items.append((sentence, gt_sentences[j]))
-                    matched = True
+            for ious, _, gt_sentences in self.files:
+                for j, iou in enumerate(ious[i]):
+                    if iou >= tiou_threshold:
+                        items.append((sentence, gt_sentences[j]))
+                        matched = True
             if not matched:
                 items.append((sentence, garbage()))
         return items
 
-    def precision_recall(self, tiou):
-        """Best P and best R over the reference files, detection with IoU > tiou (spec evaluation §3.4)."""
+    def precision_recall(self, tiou_threshold):
+        """Best P and best R over the reference files, detection with IoU > threshold (spec evaluation §3.4)."""
         best_precision = best_recall = 0
-        for ious, _ in self.files:
-            covered = ious > tiou
+        for ious, n_gt, _ in self.files:
             if self.predicted:
-                best_precision = max(best_precision, float(covered.any(axis=1).sum()) / max(len(self.sentences), 1))
-            best_recall = max(best_recall, float(covered.any(axis=0).sum()) / covered.shape[1])
+                hits = sum(any(iou > tiou_threshold for iou in row) for row in ious)
+                best_precision = max(best_precision, float(hits) / max(len(self.sentences), 1))
+            covered = sum(any(row[j] > tiou_threshold for row in ious) for j in range(n_gt))
+            best_recall = max(best_recall, float(covered) / n_gt)
         return best_precision, best_recall
 
 
@@ -130,6 +140,110 @@ def tokenize_like_official(pairs_by_tiou):
     return out
 
 
+# The 2018 garbage reference as the PTB tokenizer leaves it. METEOR (-norm) reads it as the 4 tokens
+# ``abc123 ! @ #`` (ref length 4, no function word), and none of its matchers can relate them to a word that
+# contains none of these strings: exact and stem matches need the same token or stem (English Snowball stems
+# only shorten or respell suffixes), and no entry of its WordNet synonym files or of paraphrase-en.gz contains
+# '!', '@', '#' or 'abc123' (checked in the files of pycocoevalcap 1.2). So the statistics of (hypothesis,
+# garbage) have no match: [test_len, 4, test_function_words, 0, 0 x 19], where the hypothesis' own counts
+# are those METEOR reports for it in any other pair. About a fifth of the METEOR lines of a val_1 evaluation
+# are such pairs; ``tests/test_scorer_java.py`` checks the derived lines against the jar's.
+GARBAGE_2018_TOKENIZED = 'abc123!@#'
+GARBAGE_2018_METEOR_TOKENS = ('abc123', '!', '@', '#')
+
+
+def _cannot_match_garbage(hyp):
+    lowered = hyp.lower()
+    return not any(token in lowered for token in GARBAGE_2018_METEOR_TOKENS)
+
+
+def split_garbage_pairs(pairs):
+    """(pairs for METEOR, pairs whose statistics are derived): the second are (hypothesis, 2018 garbage) pairs
+    whose hypothesis cannot match the garbage and also occurs in a pair METEOR scores."""
+    scored_hyps = {h for h, r in pairs if r != GARBAGE_2018_TOKENIZED}
+    to_java, derived = [], []
+    for pair in pairs:
+        hyp, ref = pair
+        if ref == GARBAGE_2018_TOKENIZED and hyp in scored_hyps and _cannot_match_garbage(hyp):
+            derived.append(pair)
+        else:
+            to_java.append(pair)
+    if derived and not any(r == GARBAGE_2018_TOKENIZED and _cannot_match_garbage(h) for h, r in to_java):
+        to_java.append(derived.pop())  # one garbage pair goes to METEOR: its answer gives the reference counts
+    return to_java, derived
+
+
+def complete_garbage_stats(matrix, to_java, derived, meteor):
+    """Append the derived pairs' statistics (see ``GARBAGE_2018_TOKENIZED``) to METEOR's ``matrix`` of
+    ``to_java``; returns the matrix and its pairs. If METEOR's own garbage line ever shows a match, the derived
+    pairs are scored by METEOR instead (never expected; a safety net for a different METEOR build)."""
+    if not derived:
+        return matrix, to_java
+    rows = {pair: i for i, pair in enumerate(to_java)}
+    probe = next(matrix[rows[p]] for p in to_java if p[1] == GARBAGE_2018_TOKENIZED and _cannot_match_garbage(p[0]))
+    if probe[4:].any():
+        extra = stats_matrix(meteor.stats([h for h, _ in derived], [[r] for _, r in derived]))
+        return np.concatenate([matrix, extra]), to_java + derived
+    hyp_row = {}
+    for i, (hyp, _) in enumerate(to_java):
+        hyp_row.setdefault(hyp, i)
+    extra = np.zeros((len(derived), matrix.shape[1]))
+    source = matrix[[hyp_row[h] for h, _ in derived]]
+    extra[:, 0], extra[:, 2] = source[:, 0], source[:, 2]  # the hypothesis' length and function words
+    extra[:, 1], extra[:, 3] = probe[1], probe[3]  # the garbage's
+    return np.concatenate([matrix, extra]), to_java + derived
+
+
+def coco_scores_of(groups):
+    """(BLEU-1..4, ROUGE-L, CIDEr-D) of each group of items."""
+    coco = CachedCocoMetrics()
+    return [coco.scores(key) for key in groups]
+
+
+class LowPriorityWorker:
+    """``fn(*args)`` in a forked child process at a lower CPU priority (``os.nice(NICENESS)``); ``result()``
+    returns its value. The scorer's critical path is the METEOR process: the Python metrics run beside it
+    without slowing it down (and without sharing this process' GIL with the thread feeding METEOR). Where
+    ``fork`` is unavailable (Windows), ``fn`` runs in this process when ``result()`` is called."""
+    NICENESS = 10
+
+    def __init__(self, fn, *args):
+        self._call = (fn, args)
+        self._proc = None
+        if 'fork' in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context('fork')
+            self._receive, send = ctx.Pipe(duplex=False)
+            self._proc = ctx.Process(target=self._child, args=(send, fn, args), daemon=True)
+            self._proc.start()
+            send.close()
+
+    @classmethod
+    def _child(cls, send, fn, args):
+        try:
+            os.nice(cls.NICENESS)
+        except OSError:
+            pass
+        try:
+            send.send((True, fn(*args)))
+        except BaseException as err:  # reported by the parent
+            send.send((False, f"{type(err).__name__}: {err}"))
+
+    def result(self):
+        if self._proc is None:
+            fn, args = self._call
+            return fn(*args)
+        try:
+            ok, value = self._receive.recv()
+        except EOFError:
+            ok, value = False, f"worker process ended without an answer (exit code {self._proc.exitcode})"
+        finally:
+            self._proc.join()
+            self._receive.close()
+        if not ok:
+            raise RuntimeError(f"scoring worker failed: {value}")
+        return value
+
+
 def caption_scores(pairs_by_tiou, meteor):
     """Per-tIoU caption metrics (fractions) from ``pairs_by_tiou[t] = [items of each scored video]``."""
     tokenized = tokenize_like_official(pairs_by_tiou)
@@ -146,13 +260,17 @@ def caption_scores(pairs_by_tiou, meteor):
 
     # the METEOR statistics come from the Java process (another core) while this thread computes the rest
     distinct_pairs = list(dict.fromkeys(p for key in group_list for p in key))
+    to_java, derived = split_garbage_pairs(distinct_pairs)
+    coco = LowPriorityWorker(coco_scores_of, group_list)  # forked before the METEOR thread starts
     with ThreadPoolExecutor(max_workers=1) as pool:
-        stats_lines = pool.submit(meteor.stats, [h for h, _ in distinct_pairs], [[r] for _, r in distinct_pairs])
-        coco = CachedCocoMetrics()
-        coco_scores = [coco.scores(key) for key in group_list]
-        stats = dict(zip(distinct_pairs, map(MeteorStats.parse, stats_lines.result())))
-    group_scores = [(bleu, aggregate_stats([stats[p] for p in key]), rouge, cider)
-                    for key, (bleu, rouge, cider) in zip(group_list, coco_scores)]
+        stats_lines = pool.submit(meteor.stats, [h for h, _ in to_java], [[r] for _, r in to_java])
+        coco_scores = coco.result()
+        matrix = stats_matrix(stats_lines.result())
+    matrix, to_java = complete_garbage_stats(matrix, to_java, derived, meteor)
+    row = {pair: i for i, pair in enumerate(to_java)}
+    meteor_scores = aggregate_groups(matrix, [[row[p] for p in key] for key in group_list])
+    group_scores = [(bleu, meteor_score, rouge, cider)
+                    for (bleu, rouge, cider), meteor_score in zip(coco_scores, meteor_scores)]
 
     zero = ([0] * 4, 0, 0, 0)  # a video with no items scores 0 (spec evaluation §3.3 step 6)
     return [average_over_videos([group_scores[groups[k]] if k else zero for k in keys]) for keys in keyed]
@@ -162,8 +280,8 @@ def score_dense(predictions, references, vids, tious, garbage, meteor):
     """Per-tIoU fractions of the 7 caption metrics and P/R over ``vids`` (official procedure, batched)."""
     videos = [VideoOverlaps(predictions.get(vid), references, vid) for vid in vids]
     pairs_by_tiou = [[v.caption_pairs(t, garbage) for v in videos] for t in tious]
-    per_tiou = caption_scores(pairs_by_tiou, meteor)
     detection = detection_scores(videos, tious)
+    per_tiou = caption_scores(pairs_by_tiou, meteor)
     for k, scores in enumerate(per_tiou):
         scores['Recall'] = detection['Recall'][k]
         scores['Precision'] = detection['Precision'][k]

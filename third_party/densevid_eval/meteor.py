@@ -21,6 +21,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
+
 # pycocoevalcap/tokenizer/ptbtokenizer.py: tokens removed after tokenization (spec evaluation §3.3 step 5)
 PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-",
                           ".", "?", "!", ",", ":", "-", "--", "...", ";"])
@@ -92,27 +94,34 @@ def ptb_tokenize(texts):
 
 
 def ptb_tokenize_lists(lists):
-    """``ptb_tokenize`` of several independent lists, one Java process each, run concurrently."""
+    """``ptb_tokenize`` of several independent lists, one Java process each, run concurrently. Each process
+    writes to its own file, not to a pipe: with pipes, all but the one being read would stall on a full pipe
+    buffer and the processes would in effect run one after another."""
     with tempfile.TemporaryDirectory(prefix='ptb_') as tmp:
         procs = []
         for k, texts in enumerate(lists):
             texts = [one_line(t) for t in texts]
             path = Path(tmp) / f'sentences_{k}.txt'
             path.write_bytes('\n'.join(texts).encode())
-            procs.append(None if not texts else subprocess.Popen(
-                [java_executable(), *TOKENIZER_JVM_OPTIONS, '-cp', str(tokenizer_jar()),
-                 'edu.stanford.nlp.process.PTBTokenizer',
-                 '-preserveLines', '-lowerCase', str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        return [_tokenizer_output(proc, texts) for proc, texts in zip(procs, lists)]
+            if not texts:
+                procs.append(None)
+                continue
+            with open(Path(tmp) / f'tokens_{k}.txt', 'wb') as out, open(Path(tmp) / f'errors_{k}.txt', 'wb') as err:
+                procs.append(subprocess.Popen(
+                    [java_executable(), *TOKENIZER_JVM_OPTIONS, '-cp', str(tokenizer_jar()),
+                     'edu.stanford.nlp.process.PTBTokenizer', '-preserveLines', '-lowerCase', str(path)],
+                    stdout=out, stderr=err))
+        return [_tokenizer_output(proc, texts, Path(tmp), k) for k, (proc, texts) in enumerate(zip(procs, lists))]
 
 
-def _tokenizer_output(proc, texts):
+def _tokenizer_output(proc, texts, folder, k):
     if proc is None:
         return []
-    stdout, stderr = proc.communicate()
+    proc.wait()
     if proc.returncode != 0:
+        stderr = (folder / f'errors_{k}.txt').read_bytes()
         raise JavaToolError(f"PTB tokenizer failed (exit {proc.returncode}): {stderr.decode()[-2000:]}")
-    lines = stdout.decode().split('\n')[:len(texts)]
+    lines = (folder / f'tokens_{k}.txt').read_bytes().decode().split('\n')[:len(texts)]
     missing = len(texts) - len(lines)
     if missing and any(t.strip() for t in texts[-missing:]):
         raise JavaToolError(f"PTB tokenizer returned {len(lines)} lines for {len(texts)} sentences")
@@ -157,6 +166,12 @@ class MeteorStats:
         values = [float(v) for v in line.split()]
         if len(values) != STATS_LENGTH:
             raise JavaToolError(f"METEOR stats line has {len(values)} values, expected {STATS_LENGTH}: {line!r}")
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, values):
+        """Stats from the 23 numbers of a stats line (or of a sum of lines, see ``aggregate_groups``)."""
+        values = [float(v) for v in values]
         stats = cls()
         stats.lengths = values[:4]
         stats.stages = [values[4 + 4 * i:8 + 4 * i] for i in range(N_STAGES)]
@@ -213,6 +228,36 @@ def aggregate_stats(group):
     for stats in group:
         total.add(stats if isinstance(stats, MeteorStats) else MeteorStats.parse(stats))
     return total.score()
+
+
+def stats_matrix(lines):
+    """``(n, 23)`` float64 array of METEOR stats lines (every value is an integer count)."""
+    rows = [line.split() for line in lines]
+    for line, row in zip(lines, rows):
+        if len(row) != STATS_LENGTH:
+            raise JavaToolError(f"METEOR stats line has {len(row)} values, expected {STATS_LENGTH}: {line!r}")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), STATS_LENGTH)
+
+
+def aggregate_groups(matrix, groups):
+    """``aggregate_stats`` of many groups at once: ``groups`` are non-empty lists of row indices of ``matrix``
+    (``stats_matrix``). ``MeteorStats.add`` sums integer counts (exact in any order) and skips the chunk count
+    of a perfect segment, so each group's total is a vectorised sum of its rows with those chunks zeroed;
+    the score of every total is then ``MeteorStats.score`` itself. Equal to ``aggregate_stats`` bit for bit."""
+    if not groups:
+        return []
+    stages = matrix[:, 4:20].reshape(-1, N_STAGES, 4)
+    perfect = ((stages[:, :, 0] + stages[:, :, 2]).sum(axis=1) == matrix[:, 0]) & \
+              ((stages[:, :, 1] + stages[:, :, 3]).sum(axis=1) == matrix[:, 1]) & (matrix[:, 20] == 1)
+    counted = matrix.copy()
+    counted[perfect, 20] = 0.0
+    sizes = [len(group) for group in groups]
+    if min(sizes) == 0:
+        raise ValueError("METEOR cannot evaluate an empty group of segments")
+    order = np.fromiter((row for group in groups for row in group), dtype=np.int64, count=sum(sizes))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    totals = np.add.reduceat(counted[order], starts, axis=0)
+    return [MeteorStats.from_values(total).score() for total in totals.tolist()]
 
 
 def _sanitize_hypothesis(hyp):
