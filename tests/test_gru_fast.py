@@ -144,3 +144,24 @@ def test_state_dict_names_unchanged():
     reference, fused = twin_grus(3, 4, num_layers=2)
     assert list(fused.state_dict()) == list(reference.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(fused.state_dict().values(), reference.state_dict().values()))
+
+
+def test_forward_twice_shares_the_first_layer_and_draws_two_dropout_masks():
+    from models.layers.gru_encoder import SequenceEncoder
+    torch.manual_seed(0)
+    enc = SequenceEncoder(6, 8, num_layers=2, dropout=0.5, use_residual=True).train()
+    x = torch.randn(3, 7, 6)
+    torch.manual_seed(5)
+    (out_a, all_a), (out_b, all_b) = enc.forward_twice(x)
+    torch.manual_seed(5)  # the same computation spelled out: layer 0 once, layer 1 over both calls' rows
+    first, _ = enc.rnn_cell[0](x)
+    second, _ = enc.rnn_cell[1](torch.nn.functional.dropout(first.repeat(2, 1, 1), 0.5, True))
+    assert torch.equal(all_a[0], first) and torch.equal(all_b[0], first)
+    assert torch.equal(all_a[1], second[:3]) and torch.equal(all_b[1], second[3:])
+    assert torch.equal(out_a, second[:3] + enc.linear(x)) and not torch.equal(all_a[1], all_b[1])
+    (out_a.sum() + 2 * out_b.sum()).backward()  # both uses reach the shared layer
+    assert enc.rnn_cell[0].weight_hh_l0.grad.abs().sum() > 0
+    enc.eval()  # without dropout both are forward(x)
+    (out_a, all_a), (out_b, all_b) = enc.forward_twice(x)
+    ref_out, ref_all = enc(x)
+    assert torch.equal(out_a, ref_out) and torch.equal(all_b, ref_all) and out_a is out_b

@@ -143,3 +143,28 @@ def test_end_to_end_tiny_run_and_evaluation(tiny_data, tmp_path):
     wsdec = json.loads((run / 'metrics' / 'final_wsdec.json').read_text())
     assert ilcacm['meta']['toolkit'] == '2021' and wsdec['meta']['toolkit'] == '2018'
     assert 'SODA_c' in ilcacm['metrics'] and '== wsdec protocol' in out
+
+
+@pytest.mark.slow
+def test_stage2_from_a_shared_stage1_equals_training_from_scratch(tiny_data, tmp_path):
+    common = ['--skip-eval', '--count-mode', 'oracle', '--keep-checkpoints', '1']
+    train(tiny_data, 'base', tmp_path, common)  # its stage 1 is shared by the variant below
+    assert (tmp_path / 'base' / 'checkpoints' / 'stage1.pt').is_file()  # kept despite --keep-checkpoints 1
+    assert not (tmp_path / 'base' / 'checkpoints' / 'epoch_000.pt').exists()
+    variant = common + ['--loss', 'pos', '--mask-shape', 'cauchy']
+    train(tiny_data, 'scratch', tmp_path, variant)
+    train(tiny_data, 'shared', tmp_path, variant + ['--stage1-from', str(tmp_path / 'base' / 'checkpoints' / 'last.pt')])
+    scratch = load_checkpoint(tmp_path / 'scratch' / 'checkpoints' / 'last.pt')
+    shared = load_checkpoint(tmp_path / 'shared' / 'checkpoints' / 'last.pt')
+    assert scratch['step'] == shared['step'] and scratch['paragraphs'] == shared['paragraphs']
+    assert all(torch.equal(t, shared['model'][k]) for k, t in scratch['model'].items())
+    log = [json.loads(line) for line in (tmp_path / 'shared' / 'log.jsonl').read_text().splitlines()]
+    assert log and all('loss_full' not in row for row in log)  # stage 1 was not trained again
+    from train_script.train_ilcacm import stage1_checkpoint
+    config = dict(load_checkpoint(tmp_path / 'base' / 'checkpoints' / 'stage1.pt')['config'])
+    with pytest.raises(ValueError, match=r"other stage-1 flags \(lr: 0.001 -> 0.01\)"):
+        stage1_checkpoint(tmp_path / 'base', {**config, 'lr': 0.01}, 1)
+    with pytest.raises(ValueError, match='not the end of stage 1'):
+        stage1_checkpoint(tmp_path / 'base', config, 2)
+    with pytest.raises(FileNotFoundError, match='stage1.pt'):
+        stage1_checkpoint(tmp_path / 'nowhere', config, 1)

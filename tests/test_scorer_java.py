@@ -177,12 +177,13 @@ def test_derived_garbage_stats_equal_meteor(meteor):
     # could match a garbage token ('!', '@', '#', 'abc123', any case) are sent to METEOR like any other pair
     from third_party.densevid_eval.dense import GARBAGE_2018_TOKENIZED as G, complete_garbage_stats, split_garbage_pairs
     hyps = ['a man plays the guitar', 'the the of a', 'wow ! great', 'email me @ home', 'abc123 is here',
-            'ABC123 shouting', 'a dog runs', "it 's a boy 's toy", '', 'the alphabet basics']
+            'ABC123 shouting', 'a dog runs', "it 's a boy 's toy", '', 'the alphabet basics', 'rock &#33; roll']
     pairs = [(h, 'a person is playing music') for h in hyps] + [(h, G) for h in hyps] + [('only garbage', G)]
     to_java, derived = split_garbage_pairs(pairs)
     assert {h for h, _ in derived} == {'a man plays the guitar', 'the the of a', 'a dog runs', "it 's a boy 's toy",
                                        '', 'the alphabet basics'}
     assert ('only garbage', G) in to_java and ('wow ! great', G) in to_java and ('ABC123 shouting', G) in to_java
+    assert ('rock &#33; roll', G) in to_java
     matrix = stats_matrix(meteor.stats([h for h, _ in to_java], [[r] for _, r in to_java]))
     full, order = complete_garbage_stats(matrix, to_java, derived, meteor)
     java = stats_matrix(meteor.stats([h for h, _ in order], [[r] for _, r in order]))

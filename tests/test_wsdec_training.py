@@ -240,3 +240,39 @@ def test_final_chain_sl_and_cg_phases(pretrained, tiny_data):
     epoch0 = load_checkpoint(folder / 'checkpoints' / 'epoch_000.pt')
     pretrained_cg = load_checkpoint(pre / 'checkpoints' / 'last.pt')['model']['cg']
     assert all(torch.equal(v, pretrained_cg[k]) for k, v in epoch0['model']['cg'].items())  # SL phase: CG frozen
+
+
+def test_cycle_step_shared_video_encoding_equals_two_separate_calls(tiny_batch):
+    # without dropout the shared encoding (LocalizerBackbone.encode_video_twice) must change nothing
+    import copy
+    from utils.wsdec_training import CYCLE_NOISE, RECONSTRUCTION_WEIGHT, caption_loss, localizer_inputs
+    batch, vocab = tiny_batch
+    models = tiny_models(len(vocab))
+    for model in models.values():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+            if hasattr(m, 'dropout') and isinstance(m.dropout, float):
+                m.dropout = 0.0
+    twin = copy.deepcopy(models)
+    torch.manual_seed(3)
+    cycle_step(models['cg'], models['sl'], batch, sgd(cycle_parameter_groups(models['sl'], models['cg'], 1e-2), 1e-2),
+               grad_clip=5.0)
+    cg, sl = twin['cg'], twin['sl']
+    opt = sgd(cycle_parameter_groups(sl, cg, 1e-2), 1e-2)
+    torch.manual_seed(3)
+    cg.train(), sl.train()
+    segment = sl(*localizer_inputs(batch), mode='diff')  # the original: two full localizer calls
+    segment = segment + (torch.rand_like(segment) * 2 - 1) * CYCLE_NOISE
+    logp, generated = cg(batch.video, batch.video_length, batch.video_mask, segment, batch.caption_gather_idx,
+                         sent=batch.caption)
+    reconstructed = sl(*localizer_inputs(batch, generated.detach()), mode='diff')
+    loss = caption_loss(logp, batch.caption, batch.caption_mask) + \
+        ((reconstructed - segment.detach()) ** 2).mean() * RECONSTRUCTION_WEIGHT
+    opt.zero_grad(set_to_none=False)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(sl.parameters(), 5.0)
+    opt.step()
+    for name in ('cg', 'sl'):
+        ours, original = dict(models[name].state_dict()), twin[name].state_dict()
+        assert all(torch.allclose(ours[k].float(), v.float(), atol=1e-6) for k, v in original.items()), name

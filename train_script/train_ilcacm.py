@@ -29,11 +29,43 @@ from utils.distributed import all_reduce_sum, cleanup, get_world_size, init_dist
     wrap_ddp
 from utils.features import open_features, select_videos
 from utils.ilcacm_data import ILCACMDataset, make_collate
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.run import Run, add_common_args, autocast, check_finite, make_checkpoint, resolve_device, \
-    resume_or_start, seed_everything
+    restore_training_state, resume_or_start, seed_everything
 from utils.text import ilcacm_normalize
 
 KIND = 'ilcacm'
+# Flags that stage 1 (and the model built for it) does not read: runs differing only in these share stage 1
+STAGE2_ONLY = ('loss', 'no_diversity', 'single_step', 'mask_shape', 'mask_mode', 'tau', 'gamma', 'count_mode',
+               'num_beams', 'eval_batch_size', 'paragraphs', 'skip_eval')
+STAGE1_FILE = 'stage1.pt'
+
+
+def stage1_checkpoint(path: str, run_config: dict, cap_epochs: int) -> dict:
+    """The stage-1 checkpoint named by --stage1-from, checked to be the end of stage 1 of a run that differs
+    from this one only in STAGE2_ONLY flags (and flags that never change what is learnt)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        path = path / 'checkpoints' / STAGE1_FILE
+    elif path.name != STAGE1_FILE:
+        path = path.parent / STAGE1_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--stage1-from: {path} not found (train_ilcacm.py writes checkpoints/{STAGE1_FILE} "
+                                f"when stage 1 ends)")
+    state = load_checkpoint(path)
+    if state.get('kind') != KIND or state.get('epoch') != cap_epochs - 1 or state.get('paragraphs') is None:
+        raise ValueError(f"--stage1-from: {path} is not the end of stage 1 of an ILCACM run with --cap-epochs "
+                         f"{cap_epochs} (kind {state.get('kind')!r}, epoch {state.get('epoch')})")
+    ignored = set(STAGE2_ONLY) | {'stage1_from', 'run_name', 'runs_dir', 'quiet', 'num_workers', 'device',
+                                  'keep_checkpoints', 'resume'}
+    saved = state['config']
+    changed = sorted(k for k in saved.keys() | run_config.keys()
+                     if k not in ignored and saved.get(k) != run_config.get(k))
+    if changed:
+        diff = ', '.join(f'{k}: {saved.get(k)!r} -> {run_config.get(k)!r}' for k in changed)
+        raise ValueError(f"--stage1-from: {path} was trained with other stage-1 flags ({diff}); only "
+                         f"{', '.join(STAGE2_ONLY)} may differ")
+    return state
 
 
 def build_parser():
@@ -56,6 +88,11 @@ def build_parser():
     g.add_argument('--features', default=None, help='feature folder (.npy per video) or .hdf5 '
                    '(default: the data root\'s features/clip)')
     g.add_argument('--skip-eval', action='store_true', help='do not evaluate after training')
+    g.add_argument('--stage1-from', default=None, metavar='RUN_OR_CKPT',
+                   help='start at stage 2 from the stage-1 checkpoint of another run (its folder, its '
+                        'checkpoints/stage1.pt, or any checkpoint beside it) trained with the same flags but for '
+                        f'the stage-2-only ones ({", ".join("--" + k.replace("_", "-") for k in STAGE2_ONLY)}); '
+                        'the result equals training this run from scratch')
     add_model_args(parser)
     add_inference_args(parser)
     return parser
@@ -157,6 +194,8 @@ def main(argv=None):
     train_vids = select_videos(train_ann, features, args.missing_features, str(train_path))
 
     state = run.resume_state()
+    if state is None and args.stage1_from:
+        state = stage1_checkpoint(args.stage1_from, run.config, args.cap_epochs)
     if state is not None:
         tokenizer = tokenizer_from_state(state['tokenizer'])
     else:
@@ -172,7 +211,10 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=tuple(args.betas), eps=1e-8,
                                   weight_decay=args.weight_decay)
     scheduler = cosine_schedule(optimizer, updates_per_epoch * args.epochs, args.warmup)
-    start_epoch, step = resume_or_start(run, model, optimizer, scheduler)
+    if args.stage1_from and not args.resume:
+        start_epoch, step = restore_training_state(state, model, optimizer, scheduler)
+    else:
+        start_epoch, step = resume_or_start(run, model, optimizer, scheduler)
     ddp = wrap_ddp(model, device, find_unused_parameters=True)  # stage 1 leaves the mask generator unused
     paragraphs = None if state is None else state.get('paragraphs')
     val = load_split(val_path, features, tokenizer, args)
@@ -202,6 +244,8 @@ def main(argv=None):
         checkpoint.update(tokenizer=tokenizer.state(), decoder_arch=model_arch(model), feature_dim=features.dim,
                           paragraphs=paragraphs)
         run.save_checkpoint(checkpoint, epoch)
+        if epoch == args.cap_epochs - 1 and run.is_main:  # kept whatever --keep-checkpoints: see --stage1-from
+            save_checkpoint(run.checkpoints_dir / STAGE1_FILE, checkpoint)
         if not args.quiet and run.is_main:
             print(f"epoch {epoch} ({stage}) step {step}: " +
                   ', '.join(f'{k} {v:.4f}' for k, v in metrics.items() if k.startswith(('loss', 'div'))), flush=True)

@@ -119,10 +119,16 @@ def _wsdec_eval(name, script, inputs, done, args=(), quick=WSDEC_QUICK_EVAL) -> 
     return Step(name, script, False, (done,), inputs, args, None, quick)
 
 
-def _ilcacm_train(name, args=()) -> Step:
+def _ilcacm_train(name, args=(), inputs=()) -> Step:
     # train_ilcacm.py evaluates the final model itself (spec ilcacm §4.1.8): metrics/final_{ilcacm,wsdec}.json
-    return Step(name, 'train_script/train_ilcacm.py', True, (FINAL_CKPT, 'metrics/final_ilcacm.json'), (),
+    return Step(name, 'train_script/train_ilcacm.py', True, (FINAL_CKPT, 'metrics/final_ilcacm.json'), inputs,
                 args, (20, 2), ILCACM_QUICK)
+
+
+def _ilcacm_variant(name, args) -> Step:
+    """An ablation that differs from the model in stage-2 flags only: it starts from the model's stage 1
+    (train_ilcacm.py --stage1-from; the same result as training it from scratch, half the epochs)."""
+    return _ilcacm_train(name, args, inputs=(('--stage1-from', 'ilcacm'),))
 
 
 def _ilcacm_eval(name, count_mode) -> Step:
@@ -165,13 +171,13 @@ STEPS: dict[str, Step] = {s.name: s for s in (
                 'random_test.json', quick=WSDEC_QUICK_EVAL + ('--seeds', '233', '346')),
     # ILCACM: the model and the ablations that change training (spec ilcacm §4, §10.8, published_results §6.2)
     _ilcacm_train('ilcacm'),
-    _ilcacm_train('ilcacm_uniform_masks', ('--mask-mode', 'uniform')),
-    _ilcacm_train('ilcacm_random_segments', ('--mask-mode', 'random')),
-    _ilcacm_train('ilcacm_pos_only', ('--loss', 'pos')),
-    _ilcacm_train('ilcacm_neg_only', ('--loss', 'neg')),
-    _ilcacm_train('ilcacm_no_diversity', ('--no-diversity',)),
-    _ilcacm_train('ilcacm_mask_cauchy', ('--mask-shape', 'cauchy')),
-    _ilcacm_train('ilcacm_mask_hard', ('--mask-shape', 'hard')),
+    _ilcacm_variant('ilcacm_uniform_masks', ('--mask-mode', 'uniform')),
+    _ilcacm_variant('ilcacm_random_segments', ('--mask-mode', 'random')),
+    _ilcacm_variant('ilcacm_pos_only', ('--loss', 'pos')),
+    _ilcacm_variant('ilcacm_neg_only', ('--loss', 'neg')),
+    _ilcacm_variant('ilcacm_no_diversity', ('--no-diversity',)),
+    _ilcacm_variant('ilcacm_mask_cauchy', ('--mask-shape', 'cauchy')),
+    _ilcacm_variant('ilcacm_mask_hard', ('--mask-shape', 'hard')),
     # ILCACM inference-only baselines on the trained model (spec ilcacm §10.4, §10.8)
     _ilcacm_eval('eval_ilcacm_oracle_count', 'oracle'),
     _ilcacm_eval('eval_ilcacm_equal_split', 'equal-split'),

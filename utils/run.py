@@ -39,7 +39,8 @@ from utils.distributed import all_gather_object, barrier, get_rank, get_world_si
 
 # Scripts may import everything run-related from here.
 __all__ = ['DataPaths', 'data_paths', 'add_common_args', 'Run', 'RunFolderError', 'DeviceError',
-           'RESUMABLE_CHANGES', 'make_checkpoint', 'resume_or_start', 'resolve_device', 'autocast',
+           'RESUMABLE_CHANGES', 'make_checkpoint', 'resume_or_start', 'restore_training_state', 'resolve_device',
+           'autocast',
            'NonFiniteLossError', 'check_finite', 'seed_everything', 'seed_worker']
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -241,6 +242,12 @@ def resume_or_start(run: Run, model, optimizer, scheduler) -> tuple[int, int]:
     state = run.resume_state()
     if state is None:
         return 0, 0
+    return restore_training_state(state, model, optimizer, scheduler)
+
+
+def restore_training_state(state: dict, model, optimizer, scheduler) -> tuple[int, int]:
+    """Load a checkpoint's model, optimizer, scheduler and this process's RNG states; return (the epoch after
+    the checkpoint's, its global step). Used by --resume and by starts from another run's checkpoint."""
     unwrap(model).load_state_dict(state['model'])
     optimizer.load_state_dict(state['optimizer'])
     if scheduler is not None:

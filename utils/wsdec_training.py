@@ -280,11 +280,13 @@ def cycle_step(cg, sl, batch, optimizer, *, grad_clip, set_to_none=False) -> dic
     L = L_cap + mean((S' − sg(S))²)/100; clip the localizer's gradients only; step."""
     cg.train()
     sl.train()
-    segment = sl(*localizer_inputs(batch), mode='diff')
+    # both localizer calls encode the same videos: done together (LocalizerBackbone.encode_video_twice)
+    first_encoding, second_encoding = sl.encode_video_twice(batch.video)
+    segment = sl(*localizer_inputs(batch), mode='diff', video_encoding=first_encoding)
     segment = segment + (torch.rand_like(segment) * 2 - 1) * CYCLE_NOISE
     logp, generated = cg(batch.video, batch.video_length, batch.video_mask, segment, batch.caption_gather_idx,
                          sent=batch.caption)
-    reconstructed = sl(*localizer_inputs(batch, generated.detach()), mode='diff')
+    reconstructed = sl(*localizer_inputs(batch, generated.detach()), mode='diff', video_encoding=second_encoding)
     loss_cap = caption_loss(logp, batch.caption, batch.caption_mask)
     loss_rec = ((reconstructed - segment.detach()) ** 2).mean() * RECONSTRUCTION_WEIGHT
     loss = loss_cap + loss_rec

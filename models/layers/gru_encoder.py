@@ -41,6 +41,23 @@ class LayerwiseGRU(nn.ModuleList):
             hidden_all.append(x)
         return torch.stack(hidden_all)
 
+    def forward_twice(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two calls of `forward(x)` on the same input, computed together: the first layer runs once (its
+        input has no dropout, so both calls compute the same thing), and each later layer runs once over both
+        calls' rows, each call with its own dropout mask, as two separate calls would draw them."""
+        if not (self.training and self.dropout > 0) or len(self) == 1:
+            hidden_all = self(x)
+            return hidden_all, hidden_all
+        first, _ = self[0](x)
+        n = x.size(0)
+        x = first.repeat(2, 1, 1)
+        hidden_all = [x]
+        for gru in list(self)[1:]:
+            x, _ = gru(F.dropout(x, self.dropout, self.training))
+            hidden_all.append(x)
+        hidden_all = torch.stack(hidden_all)
+        return hidden_all[:, :n], hidden_all[:, n:]
+
 
 class SequenceEncoder(nn.Module):
     """`RNNSeqEncoder` of spec wsdec §3.1: a layer-wise GRU plus an optional input residual.
@@ -60,10 +77,25 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`x (B, T, in)` → `outputs (B, T, H)`, `hidden_all (layers, B, T, H)`."""
         hidden_all = self.rnn_cell(x)
-        outputs = hidden_all[-1]
-        if self.use_residual:
-            outputs = outputs + (self.linear(x) if hasattr(self, 'linear') else x)
-        return outputs, hidden_all
+        return self._with_residual(x, hidden_all[-1]), hidden_all
+
+    def forward_twice(self, x: torch.Tensor):
+        """`(forward(x), forward(x))` with the shared work done once (`LayerwiseGRU.forward_twice`): the two
+        results differ only by their dropout masks, as two calls' would."""
+        first, second = self.rnn_cell.forward_twice(x)
+        if first is second:
+            out = self._with_residual(x, first[-1]), first
+            return out, out
+        if not self.use_residual:
+            return (first[-1], first), (second[-1], second)
+        residual = self._residual(x)
+        return (first[-1] + residual, first), (second[-1] + residual, second)
+
+    def _residual(self, x):
+        return self.linear(x) if hasattr(self, 'linear') else x
+
+    def _with_residual(self, x, top):
+        return top + self._residual(x) if self.use_residual else top
 
 
 def states_at(hidden_all: torch.Tensor, step: torch.Tensor) -> torch.Tensor:

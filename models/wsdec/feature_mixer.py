@@ -64,17 +64,18 @@ class LocalizerBackbone(nn.Module):
         self.feature_mixer = FeatureMixer(hidden_dim, rnn_layer, fc_dropout, legacy_bn_init)
 
     def mixed_features(self, video, video_length, video_mask, sent, sent_length, sent_mask, sent_gather_idx,
-                       mode='forward'):
+                       mode='forward', video_encoding=None):
         """The `(N, 3H)` joint feature of each sentence with its video, and each row's duration (s).
 
         video `(B, T, D)`, video_length `(B, 2)` = [L, duration], video_mask `(B, T[, 1])`,
         sent `(N, Ls)` ids incl. BOS/EOS, sent_length `(N,)` incl. BOS/EOS, sent_mask `(N, Ls[, 1])`
         (3-D float in training, 2-D long from beam search: both accepted), sent_gather_idx `(N,)`;
-        `mode` is the caller's forward mode, checked here.
+        `mode` is the caller's forward mode, checked here; `video_encoding`: `self.video_encoder(video)` when
+        the caller has it already (see `encode_video_twice`).
         """
         if mode not in MODES:
             raise ValueError(f"{type(self).__name__}: mode={mode!r}, expected one of {MODES}")
-        video_out, video_all = self.video_encoder(video)
+        video_out, video_all = self.video_encoder(video) if video_encoding is None else video_encoding
         video_last = states_at(video_all, video_length[:, 0].long() - 1)  # spec §3.3: state at L-1
         video_out = video_out.index_select(0, sent_gather_idx)
         video_last = layer_major(video_last.index_select(1, sent_gather_idx))
@@ -84,6 +85,13 @@ class LocalizerBackbone(nn.Module):
         text_valid = sent_mask.reshape(sent.shape)
         mixed = self.feature_mixer(video_out, video_valid, video_last, text_out, text_valid, text_last)
         return mixed, video_length[:, 1].index_select(0, sent_gather_idx)
+
+    def encode_video_twice(self, video):
+        """Two video encodings for two forward calls on the same videos (the cycle step localizes twice, spec
+        wsdec §4.2): as two `video_encoder(video)` calls, each with its own dropout masks, but the first GRU
+        layer, whose input has no dropout, runs once and the second runs once over both calls' rows. Pass each
+        to `forward(..., video_encoding=...)`."""
+        return self.video_encoder.forward_twice(video)
 
     def forward_diff(self, *inputs):
         """`forward(..., mode='diff')`: the cycle-training segment `(c, w)` (N, 2), differentiable."""

@@ -21,11 +21,11 @@ class RegressorLocalizer(LocalizerBackbone):
         self.refiner = nn.Linear(3 * hidden_dim, 2)
 
     def forward(self, video, video_length, video_mask, sent, sent_length, sent_mask, sent_gather_idx,
-                mode='forward'):
+                mode='forward', video_encoding=None):
         """mode 'forward' → `(None, R (N, 2), clip([c - w/2, c + w/2])·duration)`; 'diff' → `R`
         (unclipped); 'eval' → the clipped `(c, w)` (spec §3.4). Inputs: `mixed_features`."""
         mixed, duration = self.mixed_features(video, video_length, video_mask, sent, sent_length, sent_mask,
-                                              sent_gather_idx, mode)
+                                              sent_gather_idx, mode, video_encoding)
         cw = torch.sigmoid(self.refiner(mixed))
         if mode == 'diff':
             return cw

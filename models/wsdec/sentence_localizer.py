@@ -50,7 +50,7 @@ class SentenceLocalizer(LocalizerBackbone):
         self.legacy_regression_target = legacy_regression_target
 
     def forward(self, video, video_length, video_mask, sent, sent_length, sent_mask, sent_gather_idx,
-                mode='forward'):
+                mode='forward', video_encoding=None):
         """Localize each sentence `n` in video `sent_gather_idx[n]` (inputs: `mixed_features`).
 
         mode 'forward' → `(score (N, A) logits, R (N, A, 2) in (0, scale), [s, e]·duration (N, 2) seconds)`
@@ -60,7 +60,7 @@ class SentenceLocalizer(LocalizerBackbone):
         'eval' → normalised `(c, w)` of the clipped 'forward' segment.
         """
         mixed, duration = self.mixed_features(video, video_length, video_mask, sent, sent_length, sent_mask,
-                                              sent_gather_idx, mode)
+                                              sent_gather_idx, mode, video_encoding)
         score = self.predictor(mixed)
         refine = torch.sigmoid(self.refiner(mixed)).view(mixed.size(0), -1, 2) * self.regressor_scale
         best = score.argmax(dim=1)  # non-differentiable; ties → lowest anchor index

@@ -153,8 +153,10 @@ GARBAGE_2018_METEOR_TOKENS = ('abc123', '!', '@', '#')
 
 
 def _cannot_match_garbage(hyp):
+    """No garbage token can appear in METEOR's reading of ``hyp`` ('&' excluded too: its normaliser decodes
+    HTML entities)."""
     lowered = hyp.lower()
-    return not any(token in lowered for token in GARBAGE_2018_METEOR_TOKENS)
+    return '&' not in lowered and not any(token in lowered for token in GARBAGE_2018_METEOR_TOKENS)
 
 
 def split_garbage_pairs(pairs):
