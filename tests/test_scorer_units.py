@@ -3,6 +3,8 @@ import json
 import math
 import random
 import string
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -268,9 +270,15 @@ def _fail(x):
 
 def test_low_priority_worker_result_error_and_no_fork_fallback(monkeypatch):
     from third_party.densevid_eval import dense
-    assert dense.LowPriorityWorker(_square, 7).result() == 49
+    worker = dense.LowPriorityWorker(_square, 7)
+    assert (worker._proc is not None) == sys.platform.startswith('linux') and worker.result() == 49
     with pytest.raises(RuntimeError, match='ValueError: bad 3'):
         dense.LowPriorityWorker(_fail, 3).result()
     monkeypatch.setattr(dense.multiprocessing, 'get_all_start_methods', lambda: ['spawn'])
     worker = dense.LowPriorityWorker(_square, 5)
     assert worker._proc is None and worker.result() == 25
+    with pytest.raises(ValueError, match='bad 4'):  # in-process: the function's own error
+        dense.LowPriorityWorker(_fail, 4).result()
+    monkeypatch.undo()
+    monkeypatch.setattr(dense.multiprocessing, 'current_process', lambda: SimpleNamespace(daemon=True))
+    assert not dense.LowPriorityWorker.available()  # a daemonic process may not have children

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import random
 import string
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -205,19 +206,25 @@ def coco_scores_of(groups):
 class LowPriorityWorker:
     """``fn(*args)`` in a forked child process at a lower CPU priority (``os.nice(NICENESS)``); ``result()``
     returns its value. The scorer's critical path is the METEOR process: the Python metrics run beside it
-    without slowing it down (and without sharing this process' GIL with the thread feeding METEOR). Where
-    ``fork`` is unavailable (Windows), ``fn`` runs in this process when ``result()`` is called."""
+    without slowing it down (and without sharing this process' GIL with the thread feeding METEOR). Off Linux
+    (no ``fork``, or ``fork`` unsafe with the libraries loaded) and inside a daemonic process (which may not
+    have children), ``fn`` runs in this process when ``result()`` is called."""
     NICENESS = 10
 
     def __init__(self, fn, *args):
         self._call = (fn, args)
         self._proc = None
-        if 'fork' in multiprocessing.get_all_start_methods():
+        if self.available():
             ctx = multiprocessing.get_context('fork')
             self._receive, send = ctx.Pipe(duplex=False)
             self._proc = ctx.Process(target=self._child, args=(send, fn, args), daemon=True)
             self._proc.start()
             send.close()
+
+    @staticmethod
+    def available():
+        return (sys.platform.startswith('linux') and 'fork' in multiprocessing.get_all_start_methods()
+                and not multiprocessing.current_process().daemon)
 
     @classmethod
     def _child(cls, send, fn, args):
