@@ -25,19 +25,20 @@ from models.ilcacm.factory import add_model_args, build_model, build_tokenizer, 
 from models.ilcacm.losses import LOSS_SETS, normalise
 from models.ilcacm.text_decoder import tokenizer_from_state
 from utils.annotations import load_annotations
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.distributed import all_reduce_sum, cleanup, get_world_size, init_distributed, make_loader, set_epoch, \
     wrap_ddp
 from utils.features import open_features, select_videos
 from utils.ilcacm_data import ILCACMDataset, make_collate
-from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.run import Run, add_common_args, autocast, check_finite, make_checkpoint, resolve_device, \
     restore_training_state, resume_or_start, seed_everything
 from utils.text import ilcacm_normalize
 
 KIND = 'ilcacm'
-# Flags that stage 1 (and the model built for it) does not read: runs differing only in these share stage 1
+# Flags that stage 1, the model built for it and the stage-1 paragraphs do not read (--num-beams and
+# --eval-batch-size do: they generate the paragraphs): runs differing only in these share stage 1
 STAGE2_ONLY = ('loss', 'no_diversity', 'single_step', 'mask_shape', 'mask_mode', 'tau', 'gamma', 'count_mode',
-               'num_beams', 'eval_batch_size', 'paragraphs', 'skip_eval')
+               'paragraphs', 'skip_eval')
 STAGE1_FILE = 'stage1.pt'
 
 
