@@ -4,6 +4,7 @@ import math
 import random
 import string
 import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -274,6 +275,10 @@ def test_low_priority_worker_result_error_and_no_fork_fallback(monkeypatch):
     assert (worker._proc is not None) == sys.platform.startswith('linux') and worker.result() == 49
     with pytest.raises(RuntimeError, match='ValueError: bad 3'):
         dense.LowPriorityWorker(_fail, 3).result()
+    if dense.LowPriorityWorker.available():  # close() stops a child that is still working
+        worker = dense.LowPriorityWorker(time.sleep, 30)
+        worker.close()
+        assert not worker._proc.is_alive()
     monkeypatch.setattr(dense.multiprocessing, 'get_all_start_methods', lambda: ['spawn'])
     worker = dense.LowPriorityWorker(_square, 5)
     assert worker._proc is None and worker.result() == 25

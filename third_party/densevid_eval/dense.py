@@ -237,6 +237,12 @@ class LowPriorityWorker:
         except BaseException as err:  # reported by the parent
             send.send((False, f"{type(err).__name__}: {err}"))
 
+    def close(self):
+        """Stop the child if it is still running (an error elsewhere ended the scoring early)."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join()
+
     def result(self):
         if self._proc is None:
             fn, args = self._call
@@ -271,10 +277,13 @@ def caption_scores(pairs_by_tiou, meteor):
     distinct_pairs = list(dict.fromkeys(p for key in group_list for p in key))
     to_java, derived = split_garbage_pairs(distinct_pairs)
     coco = LowPriorityWorker(coco_scores_of, group_list)  # forked before the METEOR thread starts
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        stats_lines = pool.submit(meteor.stats, [h for h, _ in to_java], [[r] for _, r in to_java])
-        coco_scores = coco.result()
-        matrix = stats_matrix(stats_lines.result())
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            stats_lines = pool.submit(meteor.stats, [h for h, _ in to_java], [[r] for _, r in to_java])
+            coco_scores = coco.result()
+            matrix = stats_matrix(stats_lines.result())
+    finally:
+        coco.close()
     matrix, to_java = complete_garbage_stats(matrix, to_java, derived, meteor)
     row = {pair: i for i, pair in enumerate(to_java)}
     meteor_scores = aggregate_groups(matrix, [[row[p] for p in key] for key in group_list])
