@@ -2,9 +2,12 @@
 
     python scripts/benchmark_wsdec.py [--quick] [--out results.json]
 
-Workload at ActivityNet-like sizes (spec wsdec §2.2, §3, §6.5): full-size models (hidden 512, vocabulary 6000),
-random 500-d features of ~250 steps (after `[::2]`), captions of ~12 tokens.
-* CG-phase step (`cycle_step`, batch 32): forward_diff, teacher-forced caption, re-localization, backward, SGD.
+Workload at ActivityNet sizes (spec wsdec §2.2, §3, §6.5): full-size models (hidden 512, vocabulary 6000),
+random 500-d features, captions of ~12 tokens. Video lengths follow ActivityNet Captions' training videos: durations
+drawn from their quantiles (DURATION_QUANTILES_S), at 30/8/2 = 1.875 C3D steps per second after `[::2]`, so a
+video has 220 steps on average and a batch of 32 is padded to about twice that (its longest video).
+* CG-phase step (`cycle_step`, batch 32): forward_diff, teacher-forced caption, re-localization, backward, SGD;
+  measured again on a batch of 200-300-step videos (uniform lengths, little padding) as a second workload.
 * SL-phase step (`classification_step`, batch 6): localizer forward + beam search over the 15 anchors of every
   video + CE step; METEOR is replaced by a constant scorer here and timed separately (Java, when present).
 * Dense captioning per video (spec §4.4): 15 random segments → captions → localize → filter/merge → re-caption.
@@ -34,8 +37,15 @@ from utils.wsdec_training import (classification_step, cycle_parameter_groups, c
                                   localizer_inputs, sgd)
 
 VOCAB, FEATURE_DIM, STEPS, CAPTION_TOKENS = 6000, 500, 250, 12
-SETTINGS = {False: dict(cg_batch=32, sl_batch=6, videos=3, repeats=3),
-            True: dict(cg_batch=4, sl_batch=2, videos=1, repeats=1)}  # BatchNorm needs 2 rows
+SETTINGS = {False: dict(cg_batch=32, sl_batch=6, videos=3, repeats=3, uniform_lengths=True),
+            True: dict(cg_batch=4, sl_batch=2, videos=1, repeats=1, uniform_lengths=False)}  # BatchNorm needs 2 rows
+# Durations (s) of ActivityNet Captions' 10,009 training videos (train_modified.json) at these percentiles;
+# sampling by linear interpolation reproduces their mean (117 s) and the padding of random batches of 32.
+DURATION_PERCENTILES = (0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 96, 97, 98,
+                        99, 99.5, 99.9, 100)
+DURATION_QUANTILES_S = (1.6, 18.2, 30.3, 40.5, 51.8, 61.6, 70.5, 80.4, 91.1, 102.4, 113.9, 124.7, 136.2, 147.7,
+                        160.3, 172.6, 184.6, 197.0, 210.6, 224.1, 227.0, 230.2, 233.5, 236.6, 238.0, 306.6, 755.1)
+STEPS_PER_SECOND = 30 / 8 / 2  # C3D: one feature per 8 frames at ~30 fps (spec §2.2), then [::2]
 
 
 def full_size_models(device):
@@ -45,10 +55,22 @@ def full_size_models(device):
     return {name: m.to(device) for name, m in build_models_from_config(config).items()}
 
 
-def random_batch(n_videos, device, seed=0):
-    """One sentence per video (ANetDataSample), lengths around STEPS, EOS-padded captions."""
+def activitynet_lengths(n_videos, generator):
+    """Steps of `n_videos` videos whose durations follow ActivityNet Captions' training videos."""
+    percentile = torch.rand(n_videos, generator=generator, dtype=torch.float64) * 100
+    p, q = torch.tensor(DURATION_PERCENTILES, dtype=torch.float64), torch.tensor(DURATION_QUANTILES_S, dtype=torch.float64)
+    upper = torch.searchsorted(p, percentile, right=True).clamp(1, len(p) - 1)
+    fraction = (percentile - p[upper - 1]) / (p[upper] - p[upper - 1])
+    seconds = q[upper - 1] + fraction * (q[upper] - q[upper - 1])
+    return torch.ceil(seconds * STEPS_PER_SECOND).long().clamp(min=2)
+
+
+def random_batch(n_videos, device, seed=0, uniform_lengths=False):
+    """One sentence per video (ANetDataSample), EOS-padded captions; video lengths as ActivityNet's
+    (`activitynet_lengths`), or uniform in STEPS ± 50 with `uniform_lengths`."""
     g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(STEPS - 50, STEPS + 51, (n_videos,), generator=g)
+    lengths = (torch.randint(STEPS - 50, STEPS + 51, (n_videos,), generator=g) if uniform_lengths
+               else activitynet_lengths(n_videos, g))
     t = int(lengths.max())
     mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).float()
     cap_len = torch.randint(CAPTION_TOKENS - 4, CAPTION_TOKENS + 5, (n_videos,), generator=g)
@@ -60,15 +82,17 @@ def random_batch(n_videos, device, seed=0):
     start = torch.rand(n_videos, generator=g) * 60
     return WSDECBatch(
         video=torch.randn(n_videos, t, FEATURE_DIM, generator=g) * mask.unsqueeze(2),
-        video_length=torch.stack([lengths.float(), lengths.float() / 2.13], dim=1), video_mask=mask.unsqueeze(2),
+        video_length=torch.stack([lengths.float(), lengths.float() / STEPS_PER_SECOND], dim=1),
+        video_mask=mask.unsqueeze(2),
         caption=caption, caption_length=cap_len, caption_mask=cap_mask, caption_gather_idx=torch.arange(n_videos),
         raw_timestamp=torch.stack([start, start + 30], dim=1), timestamp_idx=torch.zeros(n_videos, 2),
         keys=tuple(f'v{n}' for n in range(n_videos))).to(device)
 
 
 # ------------------------------------------------------------------------------- the original way
-def _looped_encoder(self, x):
-    """`RNNSeqEncoder` as released: every layer advanced one time step per call, in a Python loop."""
+def _looped_encoder(self, x, lengths=None):
+    """`RNNSeqEncoder` as released: every layer advanced one time step per call, in a Python loop, padded steps
+    included (`lengths` is ignored)."""
     hidden = [None] * len(self.rnn_cell)
     steps = []
     for t in range(x.size(1)):
@@ -85,7 +109,7 @@ def _looped_encoder(self, x):
     return outputs, hidden_all
 
 
-def _two_looped_calls(self, x):
+def _two_looped_calls(self, x, lengths=None):
     """The cycle step's two localizer calls encode the video separately in the original (no shared work)."""
     return self.forward(x), self.forward(x)
 
@@ -220,8 +244,17 @@ def bench_device(device, quick):
         for batch in videos:
             dense_captioning(cg, sl, batch, one_by_one)
 
-    result = {'device': str(device), **{f'setting_{k}': v for k, v in s.items()}}
+    result = {'device': str(device), **{f'setting_{k}': v for k, v in s.items()},
+              'cg_batch_steps_mean': float(cg_batch.video_length[:, 0].mean()), 'cg_batch_steps_max': cg_batch.video.size(1)}
     result.update(compare('cg_phase_step', cg_step, lambda: _in_original_way(models, cg_step), s['repeats'], device))
+    if s['uniform_lengths']:
+        uniform = random_batch(s['cg_batch'], device, uniform_lengths=True)
+
+        def cg_step_uniform():
+            cycle_step(cg, sl, uniform, cycle_opt, grad_clip=5.0)
+
+        result.update(compare('cg_phase_step_uniform_lengths', cg_step_uniform,
+                              lambda: _in_original_way(models, cg_step_uniform), s['repeats'], device))
     result.update(compare('sl_phase_step', sl_step, lambda: _in_original_way(
         models, lambda: reference_sl_step(sl, cg, sl_batch, sl_opt)), s['repeats'], device))
     result.update(compare('inference_per_video', lambda: infer(), lambda: _in_original_way(models, lambda: infer(True)),

@@ -47,13 +47,15 @@ def relative_error(a, b):
     return float((a - b).norm() / b.norm())
 
 
-def test_layer_function_gradcheck_float64():
+@pytest.mark.parametrize('batch_sizes', [(3, 3, 3, 3), (3, 3, 2, 1, 1)])  # plain, packed (lengths 5, 3, 2)
+def test_layer_function_gradcheck_float64(batch_sizes):
     g = torch.Generator().manual_seed(0)
-    steps, batch, inp, hidden = 4, 3, 5, 6
-    args = [torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
-            for shape in [(steps, batch, inp), (batch, hidden), (3 * hidden, inp), (3 * hidden, hidden),
-                          (3 * hidden,), (3 * hidden,)]]
-    assert torch.autograd.gradcheck(GRULayerFunction.apply, args)
+    inp, hidden = 5, 6
+    x, h0, *weights = [torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+                       for shape in [(sum(batch_sizes), inp), (3, hidden), (3 * hidden, inp), (3 * hidden, hidden),
+                                     (3 * hidden,), (3 * hidden,)]]
+    assert torch.autograd.gradcheck(lambda x, h0, *w: GRULayerFunction.apply(x, batch_sizes, h0, *w),
+                                    [x, h0, *weights])
 
 
 def test_layer_function_hand_computed_single_step():
@@ -66,8 +68,8 @@ def test_layer_function_hand_computed_single_step():
     r = torch.sigmoid(gi[:, :4] + gh[:, :4])
     z = torch.sigmoid(gi[:, 4:8] + gh[:, 4:8])
     n = torch.tanh(gi[:, 8:] + r * gh[:, 8:])
-    out = GRULayerFunction.apply(x, h, w_ih, w_hh, b_ih, b_hh)
-    torch.testing.assert_close(out[0], (1 - z) * n + z * h, rtol=0, atol=1e-6)
+    out = GRULayerFunction.apply(x[0], (2,), h, w_ih, w_hh, b_ih, b_hh)
+    torch.testing.assert_close(out, (1 - z) * n + z * h, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize('sizes', [(500, 512, 1, 4, 40), (24, 16, 2, 3, 9)])  # in, H, layers, B, T
@@ -165,3 +167,81 @@ def test_forward_twice_shares_the_first_layer_and_draws_two_dropout_masks():
     (out_a, all_a), (out_b, all_b) = enc.forward_twice(x)
     ref_out, ref_all = enc(x)
     assert torch.equal(out_a, ref_out) and torch.equal(all_b, ref_all) and out_a is out_b
+
+
+def packed_forward_backward(gru, x, lengths, seed=1):
+    """Padded outputs, h_n and gradients of `gru` over `pack_padded_sequence(x, lengths)` (unsorted lengths)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    x = x.detach().requires_grad_()
+    gru.zero_grad()
+    torch.manual_seed(seed)
+    out, h_n = gru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+    g = torch.Generator().manual_seed(2)
+    loss = (out * torch.randn(out.shape, generator=g)).sum() + (h_n * torch.randn(h_n.shape, generator=g)).sum()
+    loss.backward()
+    return out.detach(), h_n.detach(), {'x': x.grad, **{name: p.grad for name, p in gru.named_parameters()}}
+
+
+@pytest.mark.parametrize('layers', [1, 2])
+def test_packed_input_matches_nn_gru(layers):
+    """PackedSequence input (mixed lengths, unsorted): same outputs, h_n and gradients as `nn.GRU`'s packed path."""
+    reference, fused = twin_grus(6, 8, layers)
+    x, lengths = torch.randn(4, 9, 6), torch.tensor([5, 9, 1, 7])
+    out_ref, h_ref, grads_ref = packed_forward_backward(reference, x, lengths)
+    out, h_n, grads = packed_forward_backward(fused, x, lengths)
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(h_n, h_ref, rtol=0, atol=1e-5)
+    for name, grad in grads.items():
+        assert relative_error(grad, grads_ref[name]) < 1e-4, name
+
+
+def test_lengths_skip_padded_steps_with_the_same_valid_results():
+    """`SequenceEncoder(x, lengths)`: at valid steps the padded computation's outputs and states; zeros at padded
+    steps; the gradients of a loss that reads valid steps only are those of the padded computation; the same
+    dropout masks (same random state); with or without gradients (fused and stock paths)."""
+    from models.layers.gru_encoder import SequenceEncoder
+    torch.manual_seed(0)
+    enc = SequenceEncoder(6, 8, num_layers=2, dropout=0.3, use_residual=True).train()
+    lengths = torch.tensor([7., 3., 10., 1.])
+    x = torch.randn(4, 10, 6) * (torch.arange(10) < lengths.unsqueeze(1)).unsqueeze(2)
+    valid = (torch.arange(10) < lengths.unsqueeze(1)).float()
+    weights = torch.randn(4, 10, 8)
+
+    def run(with_lengths):
+        enc.zero_grad()
+        torch.manual_seed(5)
+        out, hidden_all = enc(x, lengths if with_lengths else None)
+        ((out * weights * valid.unsqueeze(2)).sum() + hidden_all[:, [0, 1, 2, 3], [6, 2, 9, 0]].sum()).backward()
+        return out.detach(), hidden_all.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}
+
+    out, hidden_all, grads = run(True)
+    out_ref, hidden_ref, grads_ref = run(False)
+    mask = valid.bool()
+    torch.testing.assert_close(out[mask], out_ref[mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(hidden_all[:, mask], hidden_ref[:, mask], rtol=0, atol=1e-5)
+    assert hidden_all[:, ~mask].abs().max() == 0 and hidden_ref[:, ~mask].abs().max() > 0
+    for name, grad in grads.items():
+        assert relative_error(grad, grads_ref[name]) < 1e-5, name
+    with torch.no_grad():
+        enc.eval()
+        out_eval, _ = enc(x, lengths)
+        torch.testing.assert_close(out_eval[mask], enc(x)[0][mask], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r'lengths must lie in \[1, 10\]'):
+        enc(x, torch.tensor([11., 3., 2., 1.]))
+
+
+def test_forward_twice_with_lengths_equals_forward_twice_on_valid_steps():
+    from models.layers.gru_encoder import SequenceEncoder
+    torch.manual_seed(0)
+    enc = SequenceEncoder(6, 8, num_layers=2, dropout=0.5, use_residual=True).train()
+    lengths, x = torch.tensor([4., 7., 2.]), torch.randn(3, 7, 6)
+    mask = torch.arange(7) < lengths.unsqueeze(1)
+    torch.manual_seed(5)
+    packed = enc.forward_twice(x, lengths)
+    torch.manual_seed(5)
+    padded = enc.forward_twice(x)
+    for (out, hidden_all), (out_ref, hidden_ref) in zip(packed, padded):
+        torch.testing.assert_close(out[mask], out_ref[mask], rtol=0, atol=1e-5)
+        torch.testing.assert_close(hidden_all[:, mask], hidden_ref[:, mask], rtol=0, atol=1e-5)
+    assert not torch.equal(packed[0][1], packed[1][1])  # two dropout masks

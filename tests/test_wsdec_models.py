@@ -379,3 +379,25 @@ def test_state_dict_keys_and_shapes_match_the_original(cls, keys, n_params):
     assert [(k, list(v.shape)) for k, v in original.items()] == keys
     assert sum(p.numel() for p in model.parameters()) == n_params
     assert list(from_original(original)) == list(model.state_dict())
+
+
+def test_bilinear_attention_equals_the_original_association():
+    """`⟨f_i, Wᵀq⟩` (computed) = `⟨W f_i, q⟩ / sqrt(Q)` (the original), masked softmax, `Σ α_i f_i`, gradients too."""
+    import math
+    from models.layers.attention import BilinearAttention
+    torch.manual_seed(0)
+    attention = BilinearAttention(6, 10).double()
+    features = torch.randn(3, 5, 6, dtype=torch.float64, requires_grad=True)
+    query = torch.randn(3, 10, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    original = (attention.linear(features) * query.unsqueeze(1)).sum(2) / math.sqrt(10)
+    alpha = torch.softmax(original.masked_fill(mask == 0, float('-inf')), dim=1)
+    expected = (alpha.unsqueeze(2) * features).sum(1)
+    got = attention(features, query, mask)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(alpha[mask == 0], torch.zeros(int((mask == 0).sum()), dtype=torch.float64))
+    weights = torch.randn(3, 6, dtype=torch.float64)
+    grads = torch.autograd.grad((got * weights).sum(), [features, query, attention.linear.weight])
+    grads_ref = torch.autograd.grad((expected * weights).sum(), [features, query, attention.linear.weight])
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -243,8 +243,11 @@ def test_final_chain_sl_and_cg_phases(pretrained, tiny_data):
 
 
 def test_cycle_step_shared_video_encoding_equals_two_separate_calls(tiny_batch):
-    # without dropout the shared encoding (LocalizerBackbone.encode_video_twice) must change nothing
+    # without dropout the shared encoding (LocalizerBackbone.encode_video_twice) and skipping the padded steps
+    # (SequenceEncoder lengths) must change nothing: the twin runs the original's two localizer calls and its
+    # encoders over every padded step
     import copy
+    from models.layers.gru_encoder import SequenceEncoder
     from utils.wsdec_training import CYCLE_NOISE, RECONSTRUCTION_WEIGHT, caption_loss, localizer_inputs
     batch, vocab = tiny_batch
     models = tiny_models(len(vocab))
@@ -255,6 +258,11 @@ def test_cycle_step_shared_video_encoding_equals_two_separate_calls(tiny_batch):
             if hasattr(m, 'dropout') and isinstance(m.dropout, float):
                 m.dropout = 0.0
     twin = copy.deepcopy(models)
+    for model in twin.values():
+        for m in model.modules():
+            if isinstance(m, SequenceEncoder):
+                m.forward = lambda x, lengths=None, _padded=m.forward: _padded(x)
+    assert len(set(batch.video_length[:, 0].tolist())) > 1 and len(set(batch.caption_length.tolist())) > 1
     torch.manual_seed(3)
     cycle_step(models['cg'], models['sl'], batch, sgd(cycle_parameter_groups(models['sl'], models['cg'], 1e-2), 1e-2),
                grad_clip=5.0)

@@ -281,7 +281,7 @@ def cycle_step(cg, sl, batch, optimizer, *, grad_clip, set_to_none=False) -> dic
     cg.train()
     sl.train()
     # both localizer calls encode the same videos: done together (LocalizerBackbone.encode_video_twice)
-    first_encoding, second_encoding = sl.encode_video_twice(batch.video)
+    first_encoding, second_encoding = sl.encode_video_twice(batch.video, batch.video_length)
     segment = sl(*localizer_inputs(batch), mode='diff', video_encoding=first_encoding)
     segment = segment + (torch.rand_like(segment) * 2 - 1) * CYCLE_NOISE
     logp, generated = cg(batch.video, batch.video_length, batch.video_mask, segment, batch.caption_gather_idx,

@@ -90,7 +90,7 @@ class CaptionGenerator(nn.Module):
         video `(B, T, D)`, video_length `(B, 2)` = [L, duration], video_mask `(B, T, 1)` or `(B, T)`,
         temp_seg `(N, 2)` normalised `(c, w)`, seg_gather_idx `(N,)` video row of each segment.
         """
-        outputs, hidden_all = self.video_encoder(video)
+        outputs, hidden_all = self.video_encoder(video, video_length[:, 0])
         outputs = outputs.index_select(0, seg_gather_idx)
         hidden_all = hidden_all.index_select(1, seg_gather_idx)
         length = video_length[:, 0].index_select(0, seg_gather_idx)
