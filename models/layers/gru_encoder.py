@@ -93,7 +93,11 @@ class LayerwiseGRU(nn.ModuleList):
         The initial hidden state is zero (spec §3.1). With `lengths (B,)`, only the valid steps are
         computed and the states at padded steps are zeros (module docstring).
         """
-        return torch.stack(self._layers(x, Packing.of(lengths, x), range(len(self))))
+        return torch.stack(self.layer_outputs(x, lengths))
+
+    def layer_outputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """`forward` as a list of each layer's `(B, T, H)` states (no stacked copy for autograd to fill)."""
+        return self._layers(x, Packing.of(lengths, x), range(len(self)))
 
     def _layers(self, x, packing, layers) -> list[torch.Tensor]:
         """Layers `layers` (consecutive) from `x`, the input of the first: each one's output."""
@@ -109,15 +113,22 @@ class LayerwiseGRU(nn.ModuleList):
         """Two calls of `forward(x, lengths)` on the same input, computed together: the first layer runs once
         (its input has no dropout, so both calls compute the same thing), and each later layer runs once over
         both calls' rows, each call with its own dropout mask, as two separate calls would draw them."""
-        if not (self.training and self.dropout > 0) or len(self) == 1:
-            hidden_all = self(x, lengths)
+        first, second = self.layer_outputs_twice(x, lengths)
+        if first is second:
+            hidden_all = torch.stack(first)
             return hidden_all, hidden_all
+        return torch.stack(first), torch.stack(second)
+
+    def layer_outputs_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        """`forward_twice` as two lists of layer outputs (the same list when nothing differs: no dropout)."""
+        if not (self.training and self.dropout > 0) or len(self) == 1:
+            outputs = self.layer_outputs(x, lengths)
+            return outputs, outputs
         packing = Packing.of(lengths, x)
-        first = self._layers(x, packing, [0])[0].repeat(2, 1, 1)
-        later = self._layers(first, packing and packing.repeat(2), range(1, len(self)))
-        hidden_all = torch.stack([first, *later])
-        n = x.size(0)
-        return hidden_all[:, :n], hidden_all[:, n:]
+        first = self._layers(x, packing, [0])[0]
+        later = self._layers(first.repeat(2, 1, 1), packing and packing.repeat(2), range(1, len(self)))
+        pairs = [out.split(x.size(0)) for out in later]
+        return [first, *(a for a, _ in pairs)], [first, *(b for _, b in pairs)]
 
 
 class SequenceEncoder(nn.Module):
@@ -138,20 +149,20 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`x (B, T, in)` → `outputs (B, T, H)`, `hidden_all (layers, B, T, H)`; `lengths (B,)`: the valid
         steps of each row (LayerwiseGRU.forward)."""
-        hidden_all = self.rnn_cell(x, lengths)
-        return self._with_residual(x, hidden_all[-1], lengths), hidden_all
+        layers = self.rnn_cell.layer_outputs(x, lengths)
+        return self._with_residual(x, layers[-1], lengths), torch.stack(layers)
 
     def forward_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         """`(forward(x, lengths), forward(x, lengths))` with the shared work done once
         (`LayerwiseGRU.forward_twice`): the two results differ only by their dropout masks, as two calls' would."""
-        first, second = self.rnn_cell.forward_twice(x, lengths)
+        first, second = self.rnn_cell.layer_outputs_twice(x, lengths)
         if first is second:
-            out = self._with_residual(x, first[-1], lengths), first
+            out = self._with_residual(x, first[-1], lengths), torch.stack(first)
             return out, out
         if not self.use_residual:
-            return (first[-1], first), (second[-1], second)
+            return (first[-1], torch.stack(first)), (second[-1], torch.stack(second))
         residual = self._residual(x, lengths)
-        return (first[-1] + residual, first), (second[-1] + residual, second)
+        return (first[-1] + residual, torch.stack(first)), (second[-1] + residual, torch.stack(second))
 
     def _residual(self, x, lengths):
         """`linear(x)` (or `x`); with `lengths`, over the valid steps only (zeros at padded ones)."""
