@@ -12,7 +12,8 @@ video has 220 steps on average and a batch of 32 is padded to about twice that (
   video + CE step; METEOR is replaced by a constant scorer here and timed separately (Java, when present).
 * Dense captioning per video (spec §4.4): 15 random segments → captions → localize → filter/merge → re-caption.
 The reference runs the same weights the original way (models/wsdec/reference.py): recurrent layers stepped in
-a Python loop over time, beam search one segment and one hypothesis at a time. `--quick` shrinks the batches
+a Python loop over time over every padded step, the attention's W applied to every step, beam search one segment
+and one hypothesis at a time. `--quick` shrinks the batches
 and repetitions (both sides get the same workload). Peak memory: process max RSS on CPU, max allocated on GPU.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
@@ -28,6 +29,7 @@ import types
 import torch
 import torch.nn.functional as F
 
+from models.layers.attention import BilinearAttention
 from models.wsdec import build_models_from_config
 from models.wsdec.anchors import anchors
 from models.wsdec.inference import gen_random_segments, refine_temporal_segments
@@ -114,6 +116,13 @@ def _two_looped_calls(self, x, lengths=None):
     return self.forward(x), self.forward(x)
 
 
+def _projected_attention(self, features, query, mask):
+    """`AttentionType0` as released: W applied to every step's feature, then the dot product with the query."""
+    score = torch.einsum('ntq,nq->nt', self.linear(features), query) * self.scale
+    score = score.masked_fill(mask == 0, float('-inf'))
+    return torch.einsum('nt,ntf->nf', torch.softmax(score, dim=1), features)
+
+
 def _looped_decoder(original):
     """Teacher forcing one word at a time (the original decoder loop)."""
     def forward(self, words, context, hidden):
@@ -127,10 +136,14 @@ def _looped_decoder(original):
 
 @contextlib.contextmanager
 def original_way(models):
-    """Patch the models' recurrent modules to the step-by-step computation (same weights, same maths)."""
+    """Patch the models' recurrent modules to the step-by-step computation and the attention to the original's
+    association (same weights, same maths)."""
     patched = []
     for model in models.values():
         for module in model.modules():
+            if isinstance(module, BilinearAttention):
+                module.forward = types.MethodType(_projected_attention, module)
+                patched.append(module)
             if hasattr(module, 'rnn_cell') and hasattr(module, 'use_residual'):
                 module.forward = types.MethodType(_looped_encoder, module)
                 module.forward_twice = types.MethodType(_two_looped_calls, module)  # the original encodes twice
