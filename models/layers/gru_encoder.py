@@ -18,7 +18,6 @@ multi-layer GRU had `rnn_cell.weight_ih_l{k}` (`models/wsdec/state_dict_names.py
 import torch
 from torch import nn
 import torch.nn.functional as F
-
 from torch.nn.utils.rnn import PackedSequence
 
 from models.layers.fused_gru import FusedGRU
