@@ -47,6 +47,15 @@ def relative_error(a, b):
     return float((a - b).norm() / b.norm())
 
 
+def assert_same_results(got, expected):
+    """Outputs and h_n within 1e-5, every gradient within a relative 1e-4 (`forward_backward` results)."""
+    (out, h_n, grads), (out_ref, h_ref, grads_ref) = got, expected
+    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(h_n, h_ref, rtol=0, atol=1e-5)
+    for name, grad in grads.items():
+        assert relative_error(grad, grads_ref[name]) < 1e-4, name
+
+
 @pytest.mark.parametrize('batch_sizes', [(3, 3, 3, 3), (3, 3, 2, 1, 1)])  # plain, packed (lengths 5, 3, 2)
 def test_layer_function_gradcheck_float64(batch_sizes):
     g = torch.Generator().manual_seed(0)
@@ -81,10 +90,7 @@ def test_matches_nn_gru_forward_and_gradients(sizes):
     out_ref, h_ref, grads_ref = forward_backward(reference, x, h0)
     out, h_n, grads = forward_backward(fused, x, h0)
     assert grads['x'] is not None and set(grads) == set(grads_ref)
-    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-5)
-    torch.testing.assert_close(h_n, h_ref, rtol=0, atol=1e-5)
-    for name, grad in grads.items():
-        assert relative_error(grad, grads_ref[name]) < 1e-4, name
+    assert_same_results((out, h_n, grads), (out_ref, h_ref, grads_ref))
 
 
 def test_dropout_between_layers_matches_nn_gru():
@@ -93,10 +99,7 @@ def test_dropout_between_layers_matches_nn_gru():
     x, h0 = torch.randn(3, 7, 10), torch.randn(3, 3, 12)
     out_ref, h_ref, grads_ref = forward_backward(reference, x, h0)
     out, h_n, grads = forward_backward(fused, x, h0)
-    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-5)
-    torch.testing.assert_close(h_n, h_ref, rtol=0, atol=1e-5)
-    for name, grad in grads.items():
-        assert relative_error(grad, grads_ref[name]) < 1e-4, name
+    assert_same_results((out, h_n, grads), (out_ref, h_ref, grads_ref))
     no_dropout = forward_backward(fused.eval(), x, h0)[0]
     assert (out - no_dropout).abs().max() > 1e-2  # dropout did act in training mode
 
@@ -188,12 +191,7 @@ def test_packed_input_matches_nn_gru(layers):
     """PackedSequence input (mixed lengths, unsorted): same outputs, h_n and gradients as `nn.GRU`'s packed path."""
     reference, fused = twin_grus(6, 8, layers)
     x, lengths = torch.randn(4, 9, 6), torch.tensor([5, 9, 1, 7])
-    out_ref, h_ref, grads_ref = packed_forward_backward(reference, x, lengths)
-    out, h_n, grads = packed_forward_backward(fused, x, lengths)
-    torch.testing.assert_close(out, out_ref, rtol=0, atol=1e-5)
-    torch.testing.assert_close(h_n, h_ref, rtol=0, atol=1e-5)
-    for name, grad in grads.items():
-        assert relative_error(grad, grads_ref[name]) < 1e-4, name
+    assert_same_results(packed_forward_backward(fused, x, lengths), packed_forward_backward(reference, x, lengths))
 
 
 def test_lengths_skip_padded_steps_with_the_same_valid_results():

@@ -46,6 +46,9 @@ class Packing:
 
     @classmethod
     def of(cls, lengths, x: torch.Tensor):
+        """The packing of `x (B, T, ·)` for row lengths `lengths` (a Packing already built is passed through)."""
+        if isinstance(lengths, Packing):
+            return lengths
         if lengths is None or bool((lengths.reshape(-1) >= x.size(1)).all()):
             return None
         return cls(lengths, x.size(1), x.device)
@@ -89,8 +92,8 @@ class LayerwiseGRU(nn.ModuleList):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """`x (B, T, in)` → `hidden_all (layers, B, T, H)`: layer k's state after each step.
 
-        The initial hidden state is zero (spec §3.1). With `lengths (B,)`, only the valid steps are
-        computed and the states at padded steps are zeros (module docstring).
+        The initial hidden state is zero (spec §3.1). With `lengths (B,)` (or their `Packing`), only the valid
+        steps are computed and the states at padded steps are zeros (module docstring).
         """
         return torch.stack(self.layer_outputs(x, lengths))
 
@@ -148,30 +151,31 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`x (B, T, in)` → `outputs (B, T, H)`, `hidden_all (layers, B, T, H)`; `lengths (B,)`: the valid
         steps of each row (LayerwiseGRU.forward)."""
-        layers = self.rnn_cell.layer_outputs(x, lengths)
-        return self._with_residual(x, layers[-1], lengths), torch.stack(layers)
+        packing = Packing.of(lengths, x)  # built once for the GRU layers and the residual
+        layers = self.rnn_cell.layer_outputs(x, packing)
+        return self._with_residual(x, layers[-1], packing), torch.stack(layers)
 
     def forward_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         """`(forward(x, lengths), forward(x, lengths))` with the shared work done once
         (`LayerwiseGRU.forward_twice`): the two results differ only by their dropout masks, as two calls' would."""
-        first, second = self.rnn_cell.layer_outputs_twice(x, lengths)
+        packing = Packing.of(lengths, x)
+        first, second = self.rnn_cell.layer_outputs_twice(x, packing)
         if first is second:
-            out = self._with_residual(x, first[-1], lengths), torch.stack(first)
+            out = self._with_residual(x, first[-1], packing), torch.stack(first)
             return out, out
         if not self.use_residual:
             return (first[-1], torch.stack(first)), (second[-1], torch.stack(second))
-        residual = self._residual(x, lengths)
+        residual = self._residual(x, packing)
         return (first[-1] + residual, torch.stack(first)), (second[-1] + residual, torch.stack(second))
 
-    def _residual(self, x, lengths):
-        """`linear(x)` (or `x`); with `lengths`, over the valid steps only (zeros at padded ones)."""
+    def _residual(self, x, packing):
+        """`linear(x)` (or `x`); with a `Packing`, over the valid steps only (zeros at padded ones)."""
         if not hasattr(self, 'linear'):
             return x
-        packing = Packing.of(lengths, x)
         return self.linear(x) if packing is None else packing.unpack(self.linear(packing.pack(x)))
 
-    def _with_residual(self, x, top, lengths):
-        return top + self._residual(x, lengths) if self.use_residual else top
+    def _with_residual(self, x, top, packing):
+        return top + self._residual(x, packing) if self.use_residual else top
 
 
 def states_at(hidden_all: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
