@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from models.layers.attention import BilinearAttention
+from models.layers.gru_encoder import LayerStates
 from models.wsdec import build_models_from_config
 from models.wsdec.anchors import anchors
 from models.wsdec.inference import gen_random_segments, refine_temporal_segments
@@ -94,7 +95,7 @@ def random_batch(n_videos, device, seed=0, uniform_lengths=False):
 # ------------------------------------------------------------------------------- the original way
 def _looped_encoder(self, x, lengths=None):
     """`RNNSeqEncoder` as released: every layer advanced one time step per call, in a Python loop, padded steps
-    included (`lengths` is ignored)."""
+    included (`lengths` is ignored); `SequenceEncoder.encode`'s return form (`LayerStates` of padded tensors)."""
     hidden = [None] * len(self.rnn_cell)
     steps = []
     for t in range(x.size(1)):
@@ -108,12 +109,12 @@ def _looped_encoder(self, x, lengths=None):
     outputs = hidden_all[-1]
     if self.use_residual:
         outputs = outputs + (self.linear(x) if hasattr(self, 'linear') else x)
-    return outputs, hidden_all
+    return outputs, LayerStates([(layer, None, 0) for layer in hidden_all], x.size(0), x.size(1))
 
 
 def _two_looped_calls(self, x, lengths=None):
     """The cycle step's two localizer calls encode the video separately in the original (no shared work)."""
-    return self.forward(x), self.forward(x)
+    return self.encode(x), self.encode(x)
 
 
 def _projected_attention(self, features, query, mask):
@@ -145,8 +146,8 @@ def original_way(models):
                 module.forward = types.MethodType(_projected_attention, module)
                 patched.append(module)
             if hasattr(module, 'rnn_cell') and hasattr(module, 'use_residual'):
-                module.forward = types.MethodType(_looped_encoder, module)
-                module.forward_twice = types.MethodType(_two_looped_calls, module)  # the original encodes twice
+                module.encode = types.MethodType(_looped_encoder, module)
+                module.encode_twice = types.MethodType(_two_looped_calls, module)  # the original encodes twice
                 patched.append(module)
         if hasattr(model, 'decoder'):
             model.decoder.forward = types.MethodType(_looped_decoder(model.decoder.forward), model.decoder)
@@ -155,9 +156,9 @@ def original_way(models):
         yield
     finally:
         for module in patched:
-            del module.forward
-            if 'forward_twice' in vars(module):
-                del module.forward_twice
+            for name in ('forward', 'encode', 'encode_twice'):
+                if name in vars(module):
+                    delattr(module, name)
 
 
 def constant_scorer(hyps, refs):

@@ -194,52 +194,78 @@ def test_packed_input_matches_nn_gru(layers):
     assert_same_results(packed_forward_backward(fused, x, lengths), packed_forward_backward(reference, x, lengths))
 
 
-def test_lengths_skip_padded_steps_with_the_same_valid_results():
+def value_keyed_dropout(x, p=0.5, training=True, inplace=False):
+    """Dropout whose mask is a function of each element's value: the same elements are dropped in a padded and
+    in a packed layout of one computation, so the two can be compared with dropout acting (in float64, where
+    the layouts' rounding differences cannot move a value across the threshold)."""
+    if not training or p == 0:
+        return x
+    return x * (torch.frac(x.detach().abs() * 1e4) >= p) / (1 - p)
+
+
+def test_lengths_skip_padded_steps_with_the_same_valid_results(monkeypatch):
     """`SequenceEncoder(x, lengths)`: at valid steps the padded computation's outputs and states; zeros at padded
-    steps; the gradients of a loss that reads valid steps only are those of the padded computation; the same
-    dropout masks (same random state); with or without gradients (fused and stock paths)."""
+    steps; the gradients of a loss that reads valid steps only are those of the padded computation (dropout
+    keyed by value, so both layouts drop the same elements); with or without gradients (fused and stock paths)."""
     from models.layers.gru_encoder import SequenceEncoder
     torch.manual_seed(0)
-    enc = SequenceEncoder(6, 8, num_layers=2, dropout=0.3, use_residual=True).train()
+    enc = SequenceEncoder(6, 8, num_layers=2, dropout=0.3, use_residual=True).double().train()
     lengths = torch.tensor([7., 3., 10., 1.])
-    x = torch.randn(4, 10, 6) * (torch.arange(10) < lengths.unsqueeze(1)).unsqueeze(2)
-    valid = (torch.arange(10) < lengths.unsqueeze(1)).float()
-    weights = torch.randn(4, 10, 8)
+    x = torch.randn(4, 10, 6, dtype=torch.float64) * (torch.arange(10) < lengths.unsqueeze(1)).unsqueeze(2)
+    valid = (torch.arange(10) < lengths.unsqueeze(1)).double()
+    weights = torch.randn(4, 10, 8, dtype=torch.float64)
+    steps, rows = torch.tensor([6, 2, 9, 0]), torch.tensor([0, 1, 2, 3])
 
     def run(with_lengths):
         enc.zero_grad()
-        torch.manual_seed(5)
-        out, hidden_all = enc(x, lengths if with_lengths else None)
-        ((out * weights * valid.unsqueeze(2)).sum() + hidden_all[:, [0, 1, 2, 3], [6, 2, 9, 0]].sum()).backward()
-        return out.detach(), hidden_all.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}
+        out, states = enc.encode(x, lengths if with_lengths else None)
+        ((out * weights * valid.unsqueeze(2)).sum() + states.at(steps, rows).sum()).backward()
+        return out.detach(), states.padded().detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}
 
+    monkeypatch.setattr(torch.nn.functional, 'dropout', value_keyed_dropout)
     out, hidden_all, grads = run(True)
     out_ref, hidden_ref, grads_ref = run(False)
+    monkeypatch.undo()
     mask = valid.bool()
     torch.testing.assert_close(out[mask], out_ref[mask], rtol=0, atol=1e-5)
     torch.testing.assert_close(hidden_all[:, mask], hidden_ref[:, mask], rtol=0, atol=1e-5)
     assert hidden_all[:, ~mask].abs().max() == 0 and hidden_ref[:, ~mask].abs().max() > 0
     for name, grad in grads.items():
         assert relative_error(grad, grads_ref[name]) < 1e-5, name
+    torch.manual_seed(5)
+    hidden_all = enc(x, lengths)[1]
+    torch.manual_seed(5)
+    assert torch.equal(hidden_all, enc.encode(x, lengths)[1].padded())  # forward = encode, padded
+    torch.manual_seed(5)
+    first = enc(x, lengths)[0]
+    assert not torch.equal(first, enc(x, lengths)[0])  # real dropout: a new mask per call
     with torch.no_grad():
         enc.eval()
         out_eval, _ = enc(x, lengths)
         torch.testing.assert_close(out_eval[mask], enc(x)[0][mask], rtol=0, atol=1e-5)
+        assert ((first - out_eval)[mask].abs() > 1e-4).float().mean() > 0.5  # dropout acted in training
     with pytest.raises(ValueError, match=r'lengths must lie in \[1, 10\]'):
         enc(x, torch.tensor([11., 3., 2., 1.]))
 
 
-def test_forward_twice_with_lengths_equals_forward_twice_on_valid_steps():
+def test_forward_twice_with_lengths_equals_forward_twice_on_valid_steps(monkeypatch):
+    """Two encodings computed together over the valid steps = over every padded step (value-keyed dropout), and
+    with real dropout each has its own mask."""
     from models.layers.gru_encoder import SequenceEncoder
     torch.manual_seed(0)
-    enc = SequenceEncoder(6, 8, num_layers=2, dropout=0.5, use_residual=True).train()
-    lengths, x = torch.tensor([4., 7., 2.]), torch.randn(3, 7, 6)
+    enc = SequenceEncoder(6, 8, num_layers=2, dropout=0.5, use_residual=True).double().train()
+    lengths, x = torch.tensor([4., 7., 2., 4.]), torch.randn(4, 7, 6, dtype=torch.float64)
     mask = torch.arange(7) < lengths.unsqueeze(1)
-    torch.manual_seed(5)
+    monkeypatch.setattr(torch.nn.functional, 'dropout', value_keyed_dropout)
     packed = enc.forward_twice(x, lengths)
-    torch.manual_seed(5)
     padded = enc.forward_twice(x)
-    for (out, hidden_all), (out_ref, hidden_ref) in zip(packed, padded):
+    rows, steps = torch.tensor([3, 0, 1]), torch.tensor([3, 1, 6])
+    at = [states.at(steps, rows) for _, states in enc.encode_twice(x, lengths)]
+    monkeypatch.undo()
+    for (out, hidden_all), (out_ref, hidden_ref), states in zip(packed, padded, at):
         torch.testing.assert_close(out[mask], out_ref[mask], rtol=0, atol=1e-5)
         torch.testing.assert_close(hidden_all[:, mask], hidden_ref[:, mask], rtol=0, atol=1e-5)
+        torch.testing.assert_close(states, hidden_ref[:, rows, steps], rtol=0, atol=1e-5)
+    packed = enc.forward_twice(x, lengths)
     assert not torch.equal(packed[0][1], packed[1][1])  # two dropout masks
+    assert torch.equal(packed[0][1][0], packed[1][1][0])  # one first layer

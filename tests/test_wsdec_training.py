@@ -261,7 +261,7 @@ def test_cycle_step_shared_video_encoding_equals_two_separate_calls(tiny_batch):
     for model in twin.values():
         for m in model.modules():
             if isinstance(m, SequenceEncoder):
-                m.forward = lambda x, lengths=None, _padded=m.forward: _padded(x)
+                m.encode = lambda x, lengths=None, _padded=m.encode: _padded(x)
     assert len(set(batch.video_length[:, 0].tolist())) > 1 and len(set(batch.caption_length.tolist())) > 1
     torch.manual_seed(3)
     cycle_step(models['cg'], models['sl'], batch, sgd(cycle_parameter_groups(models['sl'], models['cg'], 1e-2), 1e-2),

@@ -10,7 +10,11 @@ Padded steps: given each row's length, every layer runs over the valid steps onl
 `PackedSequence`); the states at padded steps are zeros. The original computed them from the zero
 padding, but nothing reads them: every consumer masks or indexes within the length (the soft masks
 and attention weights are exactly 0 there, the gathered states are at steps < L), so the results are
-the same and a batch of videos of mixed lengths costs its valid steps, not B × T_max.
+the same and a batch of videos of mixed lengths costs its valid steps, not B × T_max. The layers'
+states stay packed (`LayerStates`): the models read them at one step per row (`LayerStates.at`), and
+the `(layers, B, T, H)` tensor of the original is built only when asked for (`forward`). Dropout between
+layers is drawn for the valid steps only: the same distribution at every step the model reads, but not
+the same random numbers as a padded computation under the same seed.
 
 State-dict naming: layer k's parameters are `rnn_cell.{k}.weight_ih_l0` etc., where the original
 multi-layer GRU had `rnn_cell.weight_ih_l{k}` (`models/wsdec/state_dict_names.py` maps the two).
@@ -37,9 +41,12 @@ class Packing:
         valid = time.unsqueeze(1) < lengths[order].unsqueeze(0)  # (T, B) over the sorted rows
         self.batch_sizes = valid.sum(1)
         self.batch_sizes = self.batch_sizes[self.batch_sizes > 0]
-        # the padded row of each packed row, in a batch-major and in a time-major flattening of (B, T)
-        self.rows_batch_major = (order.unsqueeze(0) * steps + time.unsqueeze(1))[valid].to(device)
-        self.rows_time_major = (time.unsqueeze(1) * len(lengths) + order.unsqueeze(0))[valid].to(device)
+        # the padded row (batch-major flattening of (B, T)) of each packed row, and the packed row of each
+        # padded row (-1 at padded steps)
+        rows_batch_major = (order.unsqueeze(0) * steps + time.unsqueeze(1))[valid]
+        packed_row = torch.full((len(lengths) * steps,), -1, dtype=torch.long)
+        packed_row[rows_batch_major] = torch.arange(len(rows_batch_major))
+        self.rows_batch_major, self.packed_row = rows_batch_major.to(device), packed_row.to(device)
         self.sorted_indices = order.to(device)
         self.unsorted_indices = torch.argsort(order).to(device)
         self.lengths, self.shape = lengths, (len(lengths), steps)
@@ -53,28 +60,59 @@ class Packing:
             return None
         return cls(lengths, x.size(1), x.device)
 
-    def run(self, gru: nn.GRU, x: torch.Tensor) -> torch.Tensor:
-        """`gru` (batch first) over the valid steps of `x (B, T, in)`; `(B, T, H)` with zeros at padded steps."""
-        out, _ = gru(PackedSequence(self.pack(x), self.batch_sizes, self.sorted_indices, self.unsorted_indices))
-        return self.unpack(out.data)
+    def run(self, gru: nn.GRU, rows: torch.Tensor) -> torch.Tensor:
+        """`gru` over packed rows `(R, in)` → its states `(R, H)`, packed the same way."""
+        out, _ = gru(PackedSequence(rows, self.batch_sizes, self.sorted_indices, self.unsorted_indices))
+        return out.data
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """The valid steps of `x (B, T, F)` as packed rows `(R, F)`."""
         batch, steps = self.shape
-        if x.is_contiguous():
-            return x.reshape(batch * steps, -1).index_select(0, self.rows_batch_major)
-        return x.transpose(0, 1).reshape(steps * batch, -1).index_select(0, self.rows_time_major)
+        return x.reshape(batch * steps, -1).index_select(0, self.rows_batch_major)
 
     def unpack(self, rows: torch.Tensor) -> torch.Tensor:
-        """Packed rows `(R, F)` → `(B, T, F)`, zeros at padded steps: a batch-first view of a time-major tensor,
-        the layout `FusedGRU`/`nn.GRU` return, so that dropout draws the same masks on it as on theirs."""
+        """Packed rows `(R, F)` → `(B, T, F)` (contiguous), zeros at padded steps."""
         batch, steps = self.shape
-        out = rows.new_zeros(steps * batch, rows.size(1)).index_copy(0, self.rows_time_major, rows)
-        return out.view(steps, batch, -1).transpose(0, 1)
+        out = rows.new_zeros(batch * steps, rows.size(1)).index_copy(0, self.rows_batch_major, rows)
+        return out.view(batch, steps, -1)
+
+    def rows_at(self, batch_rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """The packed row of step `steps[n]` of batch row `batch_rows[n]` (a valid step), `(N,)`."""
+        return self.packed_row[batch_rows.long() * self.shape[1] + steps.long()]
 
     def repeat(self, times: int) -> 'Packing':
-        """The packing of `x.repeat(times, 1, 1)`."""
-        return Packing(self.lengths.repeat(times), self.shape[1], self.sorted_indices.device)
+        """The packing of `x.repeat(times, 1, 1)`; its `source_rows[j]` is the packed row here that its packed
+        row j repeats (`rows.index_select(0, source_rows)` packs the repeated batch from this one's rows)."""
+        repeated = Packing(self.lengths.repeat(times), self.shape[1], self.sorted_indices.device)
+        repeated.source_rows = self.packed_row[repeated.rows_batch_major % self.packed_row.numel()]
+        return repeated
+
+
+class LayerStates:
+    """Every layer's hidden state at every step of a batch of B rows, as the encoder computed it: each layer's
+    `(B', T, H)` tensor, or its packed rows `(R, H)` with their `Packing` (valid steps only). The batch is rows
+    `offset … offset+B-1` of each layer's tensor (two encodings computed together share a tensor)."""
+
+    def __init__(self, layers, batch: int, steps: int):
+        self.layers = layers  # [(tensor, packing or None, offset)] per layer
+        self.batch, self.steps = batch, steps
+
+    def at(self, steps: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Every layer's state at step `steps[n]` of batch row `rows[n]` (default: row n): `(layers, N, H)`.
+        Steps must be valid (< the row's length) when the states are packed."""
+        rows = torch.arange(self.batch, device=steps.device) if rows is None else rows.long()
+        states = []
+        for tensor, packing, offset in self.layers:
+            if packing is None:
+                states.append(tensor[rows + offset, steps.long()])
+            else:
+                states.append(tensor.index_select(0, packing.rows_at(rows + offset, steps)))
+        return torch.stack(states)
+
+    def padded(self) -> torch.Tensor:
+        """`hidden_all (layers, B, T, H)` of the original, zeros at padded steps."""
+        return torch.stack([(tensor if packing is None else packing.unpack(tensor))[offset:offset + self.batch]
+                            for tensor, packing, offset in self.layers])
 
 
 class LayerwiseGRU(nn.ModuleList):
@@ -95,14 +133,17 @@ class LayerwiseGRU(nn.ModuleList):
         The initial hidden state is zero (spec §3.1). With `lengths (B,)` (or their `Packing`), only the valid
         steps are computed and the states at padded steps are zeros (module docstring).
         """
-        return torch.stack(self.layer_outputs(x, lengths))
+        return self.states(x, lengths).padded()
 
-    def layer_outputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """`forward` as a list of each layer's `(B, T, H)` states (no stacked copy for autograd to fill)."""
-        return self._layers(x, Packing.of(lengths, x), range(len(self)))
+    def states(self, x: torch.Tensor, lengths=None) -> LayerStates:
+        """`forward` as `LayerStates` (packed when some step is padded)."""
+        packing = Packing.of(lengths, x)
+        outputs = self._layers(x if packing is None else packing.pack(x), packing, range(len(self)))
+        return LayerStates([(out, packing, 0) for out in outputs], x.size(0), x.size(1))
 
     def _layers(self, x, packing, layers) -> list[torch.Tensor]:
-        """Layers `layers` (consecutive) from `x`, the input of the first: each one's output."""
+        """Layers `layers` (consecutive) from `x`, the input of the first (`(B, T, in)`, or packed rows with a
+        packing): each one's output, in the same form."""
         outputs = []
         for k in layers:
             if k > 0:
@@ -111,26 +152,25 @@ class LayerwiseGRU(nn.ModuleList):
             outputs.append(x)
         return outputs
 
-    def forward_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
-        """Two calls of `forward(x, lengths)` on the same input, computed together: the first layer runs once
-        (its input has no dropout, so both calls compute the same thing), and each later layer runs once over
-        both calls' rows, each call with its own dropout mask, as two separate calls would draw them."""
-        first, second = self.layer_outputs_twice(x, lengths)
-        if first is second:
-            hidden_all = torch.stack(first)
-            return hidden_all, hidden_all
-        return torch.stack(first), torch.stack(second)
-
-    def layer_outputs_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
-        """`forward_twice` as two lists of layer outputs (the same list when nothing differs: no dropout)."""
+    def states_twice(self, x: torch.Tensor, lengths=None) -> tuple[LayerStates, LayerStates]:
+        """Two calls of `states(x, lengths)`, computed together: the first layer runs once (its input has no
+        dropout, so both calls compute the same thing), and each later layer runs once over both calls' rows,
+        each call with its own dropout mask. Without dropout, both are the same object."""
         if not (self.training and self.dropout > 0) or len(self) == 1:
-            outputs = self.layer_outputs(x, lengths)
-            return outputs, outputs
+            states = self.states(x, lengths)
+            return states, states
+        batch, steps = x.shape[:2]
         packing = Packing.of(lengths, x)
-        first = self._layers(x, packing, [0])[0]
-        later = self._layers(first.repeat(2, 1, 1), packing and packing.repeat(2), range(1, len(self)))
-        pairs = [out.split(x.size(0)) for out in later]
-        return [first, *(a for a, _ in pairs)], [first, *(b for _, b in pairs)]
+        if packing is None:
+            first = self._layers(x, None, [0])[0]
+            later = self._layers(first.repeat(2, 1, 1), None, range(1, len(self)))
+            both = None
+        else:
+            first = self._layers(packing.pack(x), packing, [0])[0]
+            both = packing.repeat(2)
+            later = self._layers(first.index_select(0, both.source_rows), both, range(1, len(self)))
+        return tuple(LayerStates([(first, packing, 0), *((out, both, k * batch) for out in later)], batch, steps)
+                     for k in range(2))
 
 
 class SequenceEncoder(nn.Module):
@@ -151,40 +191,65 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`x (B, T, in)` → `outputs (B, T, H)`, `hidden_all (layers, B, T, H)`; `lengths (B,)`: the valid
         steps of each row (LayerwiseGRU.forward)."""
-        packing = Packing.of(lengths, x)  # built once for the GRU layers and the residual
-        layers = self.rnn_cell.layer_outputs(x, packing)
-        return self._with_residual(x, layers[-1], packing), torch.stack(layers)
+        outputs, states = self.encode(x, lengths)
+        return outputs, states.padded()
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, LayerStates]:
+        """`forward` with the states as `LayerStates` (what the models read: a state per row, no padded copy)."""
+        packing = Packing.of(lengths, x)
+        states = self.rnn_cell.states(x, packing)
+        return self._outputs(x, states, packing), states
 
     def forward_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
-        """`(forward(x, lengths), forward(x, lengths))` with the shared work done once
-        (`LayerwiseGRU.forward_twice`): the two results differ only by their dropout masks, as two calls' would."""
+        """`(forward(x, lengths), forward(x, lengths))` with the shared work done once (`encode_twice`)."""
+        return tuple((outputs, states.padded()) for outputs, states in self.encode_twice(x, lengths))
+
+    def encode_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        """`(encode(x, lengths), encode(x, lengths))` computed together (`LayerwiseGRU.states_twice`): the two
+        results differ only by their dropout masks, as two calls' would."""
         packing = Packing.of(lengths, x)
-        first, second = self.rnn_cell.layer_outputs_twice(x, packing)
+        first, second = self.rnn_cell.states_twice(x, packing)
         if first is second:
-            out = self._with_residual(x, first[-1], packing), torch.stack(first)
-            return out, out
-        if not self.use_residual:
-            return (first[-1], torch.stack(first)), (second[-1], torch.stack(second))
+            encoding = self._outputs(x, first, packing), first
+            return encoding, encoding
+        top, top_packing, _ = first.layers[-1]  # both calls' rows
         residual = self._residual(x, packing)
-        return (first[-1] + residual, torch.stack(first)), (second[-1] + residual, torch.stack(second))
+        if top_packing is None:
+            both = top.split(x.size(0))
+            if residual is not None:
+                both = tuple(half + residual for half in both)
+        else:
+            if residual is not None:
+                top = top + residual.index_select(0, top_packing.source_rows)
+            both = top_packing.unpack(top).split(x.size(0))
+        return (both[0], first), (both[1], second)
+
+    def _outputs(self, x, states, packing):
+        """The top layer's states plus the residual, `(B, T, H)`."""
+        top = states.layers[-1][0]
+        residual = self._residual(x, packing)
+        if residual is not None:
+            top = top + residual
+        return top if packing is None else packing.unpack(top)
 
     def _residual(self, x, packing):
-        """`linear(x)` (or `x`); with a `Packing`, over the valid steps only (zeros at padded ones)."""
-        if not hasattr(self, 'linear'):
-            return x
-        return self.linear(x) if packing is None else packing.unpack(self.linear(packing.pack(x)))
-
-    def _with_residual(self, x, top, packing):
-        return top + self._residual(x, packing) if self.use_residual else top
-
-
-def states_at(hidden_all: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """Every layer's state at step `step[n]` of row n: `(layers, N, T, H)`, `(N,)` → `(layers, N, H)`."""
-    layers, n, _, h = hidden_all.shape
-    index = step.long().view(1, n, 1, 1).expand(layers, n, 1, h)
-    return hidden_all.gather(2, index).squeeze(2)
+        """`linear(x)` (or `x`) in the form the states have (packed rows with a `Packing`), None without residual."""
+        if not self.use_residual:
+            return None
+        if packing is not None:
+            x = packing.pack(x)
+        return self.linear(x) if hasattr(self, 'linear') else x
 
 
 def layer_major(hidden: torch.Tensor) -> torch.Tensor:
     """`hidden_transpose`: `(layers, N, H)` → `(N, layers·H)` as `[layer0 ; layer1 ; …]` (spec §3.3)."""
     return hidden.transpose(0, 1).reshape(hidden.size(1), -1)
+
+
+def select_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`x.index_select(0, index)`, or `x` itself when `index` is `0 … len(x)-1` (one sentence per video, as in
+    training): no copy, no gradient scatter. Checked on CPU only, where the check costs no device sync."""
+    if index.device.type == 'cpu' and index.numel() == x.size(0) and torch.equal(
+            index, torch.arange(x.size(0), dtype=index.dtype)):
+        return x
+    return x.index_select(0, index)

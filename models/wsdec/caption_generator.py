@@ -8,7 +8,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from models.layers.fused_gru import FusedGRU
-from models.layers.gru_encoder import SequenceEncoder, states_at
+from models.layers.gru_encoder import SequenceEncoder, select_rows
 from models.layers.soft_mask import masked_mean, soft_temporal_masks
 from models.wsdec.beam_search import beam_search
 
@@ -90,15 +90,14 @@ class CaptionGenerator(nn.Module):
         video `(B, T, D)`, video_length `(B, 2)` = [L, duration], video_mask `(B, T, 1)` or `(B, T)`,
         temp_seg `(N, 2)` normalised `(c, w)`, seg_gather_idx `(N,)` video row of each segment.
         """
-        outputs, hidden_all = self.video_encoder(video, video_length[:, 0])
-        outputs = outputs.index_select(0, seg_gather_idx)
-        hidden_all = hidden_all.index_select(1, seg_gather_idx)
+        outputs, states = self.video_encoder.encode(video, video_length[:, 0])
+        outputs = select_rows(outputs, seg_gather_idx)
         length = video_length[:, 0].index_select(0, seg_gather_idx)
-        valid = video_mask.reshape(video_mask.size(0), -1).index_select(0, seg_gather_idx).to(outputs.dtype)
+        valid = select_rows(video_mask.reshape(video_mask.size(0), -1), seg_gather_idx).to(outputs.dtype)
         masks = soft_temporal_masks(temp_seg, length, outputs.size(1), self.softmask_scale)
         context = torch.cat([masked_mean(outputs, masks[side], valid)
                              for side in CONTEXT_ORDER[self.context_type]], dim=1)
-        hidden = states_at(hidden_all, end_step(temp_seg, length)).contiguous()
+        hidden = states.at(end_step(temp_seg, length), seg_gather_idx)
         return context, hidden
 
     def forward(self, video, video_length, video_mask, temp_seg, seg_gather_idx, sent=None):

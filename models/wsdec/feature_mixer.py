@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from models.layers.attention import BilinearAttention
-from models.layers.gru_encoder import SequenceEncoder, layer_major, states_at
+from models.layers.gru_encoder import SequenceEncoder, layer_major, select_rows
 
 MODES = ('forward', 'diff', 'eval')  # what a localizer's forward returns, see its docstring
 
@@ -70,29 +70,29 @@ class LocalizerBackbone(nn.Module):
         video `(B, T, D)`, video_length `(B, 2)` = [L, duration], video_mask `(B, T[, 1])`,
         sent `(N, Ls)` ids incl. BOS/EOS, sent_length `(N,)` incl. BOS/EOS, sent_mask `(N, Ls[, 1])`
         (3-D float in training, 2-D long from beam search: both accepted), sent_gather_idx `(N,)`;
-        `mode` is the caller's forward mode, checked here; `video_encoding`: `self.video_encoder(video, L)` when
-        the caller has it already (see `encode_video_twice`).
+        `mode` is the caller's forward mode, checked here; `video_encoding`: `self.video_encoder.encode(video, L)`
+        when the caller has it already (see `encode_video_twice`).
         """
         if mode not in MODES:
             raise ValueError(f"{type(self).__name__}: mode={mode!r}, expected one of {MODES}")
-        video_out, video_all = (self.video_encoder(video, video_length[:, 0]) if video_encoding is None
-                                else video_encoding)
-        video_last = states_at(video_all, video_length[:, 0].long() - 1)  # spec §3.3: state at L-1
-        video_out = video_out.index_select(0, sent_gather_idx)
-        video_last = layer_major(video_last.index_select(1, sent_gather_idx))
-        video_valid = video_mask.reshape(video_mask.size(0), -1).index_select(0, sent_gather_idx)
-        text_out, text_all = self.text_encoder(self.sent_embedding(sent), sent_length)
-        text_last = layer_major(states_at(text_all, sent_length.long() - 1))  # the state at EOS
+        video_out, video_states = (self.video_encoder.encode(video, video_length[:, 0]) if video_encoding is None
+                                   else video_encoding)
+        video_length_rows = video_length[:, 0].index_select(0, sent_gather_idx).long()
+        video_last = layer_major(video_states.at(video_length_rows - 1, sent_gather_idx))  # spec §3.3: state at L-1
+        video_out = select_rows(video_out, sent_gather_idx)
+        video_valid = select_rows(video_mask.reshape(video_mask.size(0), -1), sent_gather_idx)
+        text_out, text_states = self.text_encoder.encode(self.sent_embedding(sent), sent_length)
+        text_last = layer_major(text_states.at(sent_length.long() - 1))  # the state at EOS
         text_valid = sent_mask.reshape(sent.shape)
         mixed = self.feature_mixer(video_out, video_valid, video_last, text_out, text_valid, text_last)
         return mixed, video_length[:, 1].index_select(0, sent_gather_idx)
 
     def encode_video_twice(self, video, video_length):
         """Two video encodings for two forward calls on the same videos (the cycle step localizes twice, spec
-        wsdec §4.2): as two `video_encoder(video, L)` calls, each with its own dropout masks, but the first GRU
+        wsdec §4.2): as two `video_encoder.encode(video, L)` calls, each with its own dropout masks, but the first GRU
         layer, whose input has no dropout, runs once and the second runs once over both calls' rows. Pass each
         to `forward(..., video_encoding=...)`."""
-        return self.video_encoder.forward_twice(video, video_length[:, 0])
+        return self.video_encoder.encode_twice(video, video_length[:, 0])
 
     def forward_diff(self, *inputs):
         """`forward(..., mode='diff')`: the cycle-training segment `(c, w)` (N, 2), differentiable."""
