@@ -90,6 +90,16 @@ def test_masked_mean_ignores_padding():
     assert masked_mean(values, weight, valid).item() == pytest.approx((0.5 + 3.0) / (1.5 + 1e-4))
 
 
+def test_masked_mean_of_several_masks_at_once_equals_one_at_a_time():
+    torch.manual_seed(0)
+    values, masks = torch.randn(3, 7, 4), torch.rand(3, 2, 7)
+    valid = (torch.arange(7) < torch.tensor([[7], [4], [1]])).float()
+    together = masked_mean(values, masks, valid)
+    assert together.shape == (3, 2, 4)
+    for s in range(2):
+        torch.testing.assert_close(together[:, s], masked_mean(values, masks[:, s], valid))
+
+
 def test_caption_loss_reaches_the_segment():
     """The soft masks are the only path from the caption loss to (c, w) (spec §3.2.3)."""
     torch.manual_seed(0)

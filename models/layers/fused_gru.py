@@ -28,13 +28,17 @@ from torch.nn.utils.rnn import PackedSequence
 def _previous_rows(h0, out, batch_sizes):
     """The state each packed row starts from: `h0` for step 0's rows, else its sequence's row of the step
     before, `(R, H)`."""
+    previous = out.new_empty(out.shape)
+    previous[:batch_sizes[0]] = h0
     if all(n == batch_sizes[0] for n in batch_sizes):
-        return torch.cat([h0, out[:out.size(0) - batch_sizes[0]]])
+        previous[batch_sizes[0]:] = out[:out.size(0) - batch_sizes[0]]
+        return previous
     sizes = torch.tensor(batch_sizes)
     offsets = sizes.cumsum(0) - sizes
     step_of_row = torch.repeat_interleave(torch.arange(len(batch_sizes)), sizes)[batch_sizes[0]:]
-    previous = offsets[step_of_row - 1] + torch.arange(batch_sizes[0], out.size(0)) - offsets[step_of_row]
-    return torch.cat([h0, out.index_select(0, previous.to(out.device))])
+    rows = offsets[step_of_row - 1] + torch.arange(batch_sizes[0], out.size(0)) - offsets[step_of_row]
+    torch.index_select(out, 0, rows.to(out.device), out=previous[batch_sizes[0]:])
+    return previous
 
 
 def _last_rows(out, batch_sizes):
@@ -100,7 +104,9 @@ class GRULayerFunction(torch.autograd.Function):
         factor_zn = out.new_empty(out.size(0), 2, hidden)
         torch.sub(previous, n, out=factor_zn[:, 0]).mul_(z).mul_(one_minus_z)
         torch.mul(n, n, out=factor_zn[:, 1]).neg_().add_(1).mul_(one_minus_z)
-        factor_rn = torch.stack([r, gh_n * r * (1 - r)], dim=1)
+        factor_rn = out.new_empty(out.size(0), 2, hidden)
+        factor_rn[:, 0] = r
+        torch.sub(1, r, out=factor_rn[:, 1]).mul_(r).mul_(gh_n)
         # grad[row] = [da_n ⊙ r, da_r, da_z, da_n]: blocks 0-2 are d(W_hh h + b_hh) in the order (n, r, z),
         # blocks 1-3 are d(W_ih x + b_ih) in PyTorch's order (r, z, n)
         grad = out.new_empty(out.size(0), 4, hidden)

@@ -29,7 +29,9 @@ def soft_temporal_masks(segment: torch.Tensor, length: torch.Tensor, num_steps: 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """`AttentionMean` under a soft mask: `Σ_t m_t·v_t / (Σ_t m_t + 1e-4)` with `m = mask·valid`.
 
-    values `(N, T, H)`, mask `(N, T)` soft weights, valid `(N, T)` 0/1 video mask → `(N, H)`.
+    values `(N, T, H)`, mask `(N, T)` soft weights, valid `(N, T)` 0/1 video mask → `(N, H)`; several masks
+    `(N, S, T)` at once (one batched matmul) → `(N, S, H)`.
     """
-    weight = mask * valid
-    return torch.einsum('nt,nth->nh', weight, values) / (weight.sum(1, keepdim=True) + MEAN_EPS)
+    weight = mask * valid.unsqueeze(1) if mask.dim() == 3 else (mask * valid).unsqueeze(1)
+    mean = torch.bmm(weight, values) / (weight.sum(2, keepdim=True) + MEAN_EPS)
+    return mean if mask.dim() == 3 else mean.squeeze(1)

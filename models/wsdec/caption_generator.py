@@ -95,8 +95,8 @@ class CaptionGenerator(nn.Module):
         length = video_length[:, 0].index_select(0, seg_gather_idx)
         valid = select_rows(video_mask.reshape(video_mask.size(0), -1), seg_gather_idx).to(outputs.dtype)
         masks = soft_temporal_masks(temp_seg, length, outputs.size(1), self.softmask_scale)
-        context = torch.cat([masked_mean(outputs, masks[side], valid)
-                             for side in CONTEXT_ORDER[self.context_type]], dim=1)
+        sides = torch.stack([masks[side] for side in CONTEXT_ORDER[self.context_type]], dim=1)
+        context = masked_mean(outputs, sides, valid).flatten(1)  # [left ; centre ; right]
         hidden = states.at(end_step(temp_seg, length), seg_gather_idx)
         return context, hidden
 
