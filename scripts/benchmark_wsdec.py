@@ -109,7 +109,7 @@ def _looped_encoder(self, x, lengths=None):
     outputs = hidden_all[-1]
     if self.use_residual:
         outputs = outputs + (self.linear(x) if hasattr(self, 'linear') else x)
-    return outputs, LayerStates([(layer, None, 0) for layer in hidden_all], x.size(0), x.size(1))
+    return outputs, LayerStates([(layer, None, 0) for layer in hidden_all], x.size(0))
 
 
 def _two_looped_calls(self, x, lengths=None):

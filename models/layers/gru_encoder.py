@@ -93,9 +93,9 @@ class LayerStates:
     `(B', T, H)` tensor, or its packed rows `(R, H)` with their `Packing` (valid steps only). The batch is rows
     `offset … offset+B-1` of each layer's tensor (two encodings computed together share a tensor)."""
 
-    def __init__(self, layers, batch: int, steps: int):
+    def __init__(self, layers, batch: int):
         self.layers = layers  # [(tensor, packing or None, offset)] per layer
-        self.batch, self.steps = batch, steps
+        self.batch = batch
 
     def at(self, steps: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Every layer's state at step `steps[n]` of batch row `rows[n]` (default: row n): `(layers, N, H)`.
@@ -139,7 +139,7 @@ class LayerwiseGRU(nn.ModuleList):
         """`forward` as `LayerStates` (packed when some step is padded)."""
         packing = Packing.of(lengths, x)
         outputs = self._layers(x if packing is None else packing.pack(x), packing, range(len(self)))
-        return LayerStates([(out, packing, 0) for out in outputs], x.size(0), x.size(1))
+        return LayerStates([(out, packing, 0) for out in outputs], x.size(0))
 
     def _layers(self, x, packing, layers) -> list[torch.Tensor]:
         """Layers `layers` (consecutive) from `x`, the input of the first (`(B, T, in)`, or packed rows with a
@@ -159,7 +159,7 @@ class LayerwiseGRU(nn.ModuleList):
         if not (self.training and self.dropout > 0) or len(self) == 1:
             states = self.states(x, lengths)
             return states, states
-        batch, steps = x.shape[:2]
+        batch = x.size(0)
         packing = Packing.of(lengths, x)
         if packing is None:
             first = self._layers(x, None, [0])[0]
@@ -169,7 +169,7 @@ class LayerwiseGRU(nn.ModuleList):
             first = self._layers(packing.pack(x), packing, [0])[0]
             both = packing.repeat(2)
             later = self._layers(first.index_select(0, both.source_rows), both, range(1, len(self)))
-        return tuple(LayerStates([(first, packing, 0), *((out, both, k * batch) for out in later)], batch, steps)
+        return tuple(LayerStates([(first, packing, 0), *((out, both, k * batch) for out in later)], batch)
                      for k in range(2))
 
 
