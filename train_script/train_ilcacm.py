@@ -31,7 +31,7 @@ from utils.distributed import all_reduce_sum, cleanup, get_world_size, init_dist
 from utils.features import open_features, select_videos
 from utils.ilcacm_data import ILCACMDataset, make_collate
 from utils.run import Run, add_common_args, autocast, check_finite, make_checkpoint, resolve_device, \
-    restore_training_state, resume_or_start, seed_everything
+    restore_training_state, seed_everything
 from utils.text import ilcacm_normalize
 
 KIND = 'ilcacm'
@@ -212,10 +212,8 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=tuple(args.betas), eps=1e-8,
                                   weight_decay=args.weight_decay)
     scheduler = cosine_schedule(optimizer, updates_per_epoch * args.epochs, args.warmup)
-    if args.stage1_from and not args.resume:
-        start_epoch, step = restore_training_state(state, model, optimizer, scheduler)
-    else:
-        start_epoch, step = resume_or_start(run, model, optimizer, scheduler)
+    # the run's own last checkpoint (--resume) or another run's stage 1 (--stage1-from), loaded once above
+    start_epoch, step = (0, 0) if state is None else restore_training_state(state, model, optimizer, scheduler)
     ddp = wrap_ddp(model, device, find_unused_parameters=True)  # stage 1 leaves the mask generator unused
     paragraphs = None if state is None else state.get('paragraphs')
     val = load_split(val_path, features, tokenizer, args)

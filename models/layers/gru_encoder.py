@@ -138,8 +138,11 @@ class LayerwiseGRU(nn.ModuleList):
     def states(self, x: torch.Tensor, lengths=None) -> LayerStates:
         """`forward` as `LayerStates` (packed when some step is padded)."""
         packing = Packing.of(lengths, x)
-        outputs = self._layers(x if packing is None else packing.pack(x), packing, range(len(self)))
-        return LayerStates([(out, packing, 0) for out in outputs], x.size(0))
+        return self.states_of(_rows(x, packing), packing, x.size(0))
+
+    def states_of(self, inputs: torch.Tensor, packing, batch: int) -> LayerStates:
+        """`states` from `x` as it enters the first layer: `(B, T, in)`, or its packed rows with their packing."""
+        return LayerStates([(out, packing, 0) for out in self._layers(inputs, packing, range(len(self)))], batch)
 
     def _layers(self, x, packing, layers) -> list[torch.Tensor]:
         """Layers `layers` (consecutive) from `x`, the input of the first (`(B, T, in)`, or packed rows with a
@@ -152,25 +155,27 @@ class LayerwiseGRU(nn.ModuleList):
             outputs.append(x)
         return outputs
 
-    def states_twice(self, x: torch.Tensor, lengths=None) -> tuple[LayerStates, LayerStates]:
-        """Two calls of `states(x, lengths)`, computed together: the first layer runs once (its input has no
-        dropout, so both calls compute the same thing), and each later layer runs once over both calls' rows,
-        each call with its own dropout mask. Without dropout, both are the same object."""
+    def states_twice_of(self, inputs: torch.Tensor, packing, batch: int) -> tuple[LayerStates, LayerStates]:
+        """Two calls of `states_of(inputs, packing, batch)`, computed together: the first layer runs once (its
+        input has no dropout, so both calls compute the same thing), and each later layer runs once over both
+        calls' rows, each call with its own dropout mask. Without dropout, both are the same object."""
         if not (self.training and self.dropout > 0) or len(self) == 1:
-            states = self.states(x, lengths)
+            states = self.states_of(inputs, packing, batch)
             return states, states
-        batch = x.size(0)
-        packing = Packing.of(lengths, x)
+        first = self._layers(inputs, packing, [0])[0]
         if packing is None:
-            first = self._layers(x, None, [0])[0]
-            later = self._layers(first.repeat(2, 1, 1), None, range(1, len(self)))
             both = None
+            later = self._layers(first.repeat(2, 1, 1), None, range(1, len(self)))
         else:
-            first = self._layers(packing.pack(x), packing, [0])[0]
             both = packing.repeat(2)
             later = self._layers(first.index_select(0, both.source_rows), both, range(1, len(self)))
         return tuple(LayerStates([(first, packing, 0), *((out, both, k * batch) for out in later)], batch)
                      for k in range(2))
+
+
+def _rows(x: torch.Tensor, packing) -> torch.Tensor:
+    """`x (B, T, F)` as the layers take it: itself, or its packed rows when some step is padded."""
+    return x if packing is None else packing.pack(x)
 
 
 class SequenceEncoder(nn.Module):
@@ -197,23 +202,25 @@ class SequenceEncoder(nn.Module):
     def encode(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, LayerStates]:
         """`forward` with the states as `LayerStates` (what the models read: a state per row, no padded copy)."""
         packing = Packing.of(lengths, x)
-        states = self.rnn_cell.states(x, packing)
-        return self._outputs(x, states, packing), states
+        inputs = _rows(x, packing)  # packed once, for the GRU layers and the residual
+        states = self.rnn_cell.states_of(inputs, packing, x.size(0))
+        return self._outputs(inputs, states, packing), states
 
     def forward_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
         """`(forward(x, lengths), forward(x, lengths))` with the shared work done once (`encode_twice`)."""
         return tuple((outputs, states.padded()) for outputs, states in self.encode_twice(x, lengths))
 
     def encode_twice(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
-        """`(encode(x, lengths), encode(x, lengths))` computed together (`LayerwiseGRU.states_twice`): the two
+        """`(encode(x, lengths), encode(x, lengths))` computed together (`LayerwiseGRU.states_twice_of`): the two
         results differ only by their dropout masks, as two calls' would."""
         packing = Packing.of(lengths, x)
-        first, second = self.rnn_cell.states_twice(x, packing)
+        inputs = _rows(x, packing)
+        first, second = self.rnn_cell.states_twice_of(inputs, packing, x.size(0))
         if first is second:
-            encoding = self._outputs(x, first, packing), first
+            encoding = self._outputs(inputs, first, packing), first
             return encoding, encoding
         top, top_packing, _ = first.layers[-1]  # both calls' rows
-        residual = self._residual(x, packing)
+        residual = self._residual(inputs) if self.use_residual else None
         if top_packing is None:
             both = top.split(x.size(0))
             if residual is not None:
@@ -224,21 +231,16 @@ class SequenceEncoder(nn.Module):
             both = top_packing.unpack(top).split(x.size(0))
         return (both[0], first), (both[1], second)
 
-    def _outputs(self, x, states, packing):
+    def _outputs(self, inputs, states, packing):
         """The top layer's states plus the residual, `(B, T, H)`."""
         top = states.layers[-1][0]
-        residual = self._residual(x, packing)
-        if residual is not None:
-            top = top + residual
+        if self.use_residual:
+            top = top + self._residual(inputs)
         return top if packing is None else packing.unpack(top)
 
-    def _residual(self, x, packing):
-        """`linear(x)` (or `x`) in the form the states have (packed rows with a `Packing`), None without residual."""
-        if not self.use_residual:
-            return None
-        if packing is not None:
-            x = packing.pack(x)
-        return self.linear(x) if hasattr(self, 'linear') else x
+    def _residual(self, inputs):
+        """`linear(x)` (or `x`) of the encoder's input, in the layers' form (packed rows with a `Packing`)."""
+        return self.linear(inputs) if hasattr(self, 'linear') else inputs
 
 
 def layer_major(hidden: torch.Tensor) -> torch.Tensor:
