@@ -1,6 +1,6 @@
 """Benchmark WSDEC training steps and dense-captioning inference against the original way of computing them.
 
-    python scripts/benchmark_wsdec.py [--quick] [--out results.json]
+    python scripts/benchmark_wsdec.py [--quick] [--device all|cpu|cuda] [--threads N] [--out results.json]
 
 Workload at ActivityNet sizes (spec wsdec §2.2, §3, §6.5): full-size models (hidden 512, vocabulary 6000),
 random 500-d features, captions of ~12 tokens. Video lengths follow ActivityNet Captions' training videos: durations
@@ -312,14 +312,21 @@ def bench_meteor(n_pairs=90):
     return {'meteor_startup_s': startup, 'meteor_batch_s': first, 'meteor_batch_cached_tokens_s': cached}
 
 
-def run(quick: bool = False, threads: int | None = 1) -> dict:
-    """All measurements: CPU always (with `threads` intra-op threads; None keeps torch's default), CUDA when
-    available; METEOR (Java) unless `quick`. One thread avoids oversubscribing a shared machine."""
+def run(quick: bool = False, threads: int | None = 1, devices: str = 'all') -> dict:
+    """All measurements: on the CPU (with `threads` intra-op threads; None keeps torch's default) and on CUDA when
+    available (`devices` 'all'), or on one of them ('cpu', 'cuda'); METEOR (Java) unless `quick`. One thread avoids
+    oversubscribing a shared machine."""
+    if devices not in ('all', 'cpu', 'cuda'):
+        raise ValueError(f"devices must be 'all', 'cpu' or 'cuda', got {devices!r}")
+    if devices == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('--device cuda: CUDA is not available on this machine')
     if threads is not None:
         torch.set_num_threads(threads)
-    results = {'cpu': {'threads': torch.get_num_threads(), **bench_device(torch.device('cpu'), quick)}}
-    if torch.cuda.is_available():
-        results['cuda'] = bench_device(torch.device('cuda'), quick)
+    results = {}
+    if devices in ('all', 'cpu'):
+        results['cpu'] = {'threads': torch.get_num_threads(), **bench_device(torch.device('cpu'), quick)}
+    if devices in ('all', 'cuda') and torch.cuda.is_available():
+        results['cuda'] = {'gpu': torch.cuda.get_device_name(), **bench_device(torch.device('cuda'), quick)}
     if not quick:
         results['meteor'] = bench_meteor()
     return results
@@ -329,9 +336,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='smaller batches, one repetition, no METEOR')
     parser.add_argument('--threads', type=int, default=1, help='CPU intra-op threads (0: torch default)')
+    parser.add_argument('--device', default='all', choices=('all', 'cpu', 'cuda'),
+                        help='all: the CPU, and CUDA when available')
     parser.add_argument('--out', default=None, help='also write the results to this JSON file')
     args = parser.parse_args(argv)
-    results = run(args.quick, args.threads or None)
+    results = run(args.quick, args.threads or None, args.device)
     text = json.dumps(results, indent=1)
     print(text)
     if args.out:

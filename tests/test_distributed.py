@@ -72,6 +72,16 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
     cleanup()
 
 
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    with pytest.raises(RuntimeError, match='more processes on this machine than it has GPUs'):
+        init_distributed('auto')
+    assert not dist.is_initialized()
+
+
 def test_loader_order_depends_only_on_seed_and_epoch():
     a, b = _index_loader(), _index_loader()
     assert _order(a, 0) == _order(b, 0)
@@ -129,7 +139,7 @@ def _free_port():
 def _worker(rank, port, out_dir):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
-    result = {'init': init_distributed(), 'backend': dist.get_backend(), 'main': is_main_process()}
+    result = {'init': init_distributed('cpu'), 'backend': dist.get_backend(), 'main': is_main_process()}
     t = torch.tensor([rank + 1.0, 10.0 * rank])
     result['mean'], result['sum'], result['input_after'] = all_reduce_mean(t), all_reduce_sum(t), t
     loader = _index_loader()

@@ -128,6 +128,50 @@ def test_diversity_loss_hand_values_and_single_event_guard():
     assert torch.isfinite(single.grad).all()
 
 
+def test_batched_diversity_loss_and_sort_equal_the_per_video_loops():
+    """L_div and the per-video sort are computed for all videos at once; the spec's per-video loops, written here,
+    give the same values and gradients (ties sorted stably, one-event videos adding 0)."""
+    from models.ilcacm.mask_generator import sort_events
+    torch.manual_seed(0)
+    counts = [3, 1, 4, 2, 1]
+    masks = torch.rand(sum(counts), 7, dtype=torch.float64, requires_grad=True)
+    masks.data[5] = masks.data[4]  # two identical masks in one video
+
+    def per_video_loss(m):
+        losses = []
+        for v in m.split(counts):
+            if len(v) < 2:
+                losses.append(v.sum() * 0)
+                continue
+            unit = v / v.norm(dim=1, keepdim=True)
+            sim = unit @ unit.t()
+            losses.append(torch.relu(sim[~torch.eye(len(v), dtype=torch.bool)] - 0.5).mean())
+        return torch.stack(losses).mean()
+
+    expected, = torch.autograd.grad(per_video_loss(masks), masks)
+    loss = diversity_loss(masks, counts, gamma=0.5)
+    got, = torch.autograd.grad(loss, masks)
+    assert loss.item() > 0 and math.isclose(loss.item(), per_video_loss(masks).item(), rel_tol=1e-12)
+    assert torch.allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+    centers = torch.tensor([0.5, 0.2, 0.2, 0.9, 0.1, 0.3, 0.3, 0.0, 0.7, 0.6, 0.4], dtype=torch.float64,
+                           requires_grad=True)
+    widths = torch.arange(11, dtype=torch.float64, requires_grad=True)
+    c, w = sort_events(centers, widths, counts)
+    loop_c, loop_w = [], []
+    for cv, wv in zip(centers.split(counts), widths.split(counts)):
+        cv, order = torch.sort(cv, stable=True)
+        loop_c.append(cv)
+        loop_w.append(wv[order])
+    assert torch.equal(c, torch.cat(loop_c)) and torch.equal(w, torch.cat(loop_w))
+    assert w.tolist() == [1, 2, 0, 3, 7, 4, 5, 6, 9, 8, 10]
+    weights = torch.randn(2, 11, dtype=torch.float64)
+    grads = torch.autograd.grad((weights[0] * c + weights[1] * w).sum(), (centers, widths))
+    loop = torch.autograd.grad((weights[0] * torch.cat(loop_c) + weights[1] * torch.cat(loop_w)).sum(),
+                               (centers, widths))
+    assert all(torch.equal(a, b) for a, b in zip(grads, loop))
+
+
 def test_mask_generator_sorts_and_ignores_padded_queries():
     torch.manual_seed(0)
     gen = MaskGenerator(d_model=16, nhead=2, dim_feedforward=32, max_frames=8, num_queries=5).eval()

@@ -112,7 +112,7 @@ def train(data, run_name, runs, extra=(), nproc=1):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process(tiny_data, tmp_path):
-    common = ['--dropout', '0', '--skip-eval', '--count-mode', 'oracle']
+    common = ['--dropout', '0', '--skip-eval', '--count-mode', 'oracle', '--device', 'cpu']  # gloo, on any machine
     train(tiny_data, 'one', tmp_path, common)
     train(tiny_data, 'two', tmp_path, common + ['--grad-accum', '2'], nproc=2)
     one = load_checkpoint(tmp_path / 'one' / 'checkpoints' / 'last.pt')

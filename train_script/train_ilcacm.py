@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import math
+import time
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -185,7 +186,7 @@ def main(argv=None):
     args = resolve_model_args(build_parser().parse_args(argv))
     if args.batch_size % args.grad_accum:
         raise ValueError(f'--batch-size {args.batch_size} must be divisible by --grad-accum {args.grad_accum}')
-    rank, world = init_distributed()
+    rank, world = init_distributed(args.device)
     seed_everything(args.seed + rank)
     device = resolve_device(args.device)
     run = Run(args, kind=KIND)
@@ -219,15 +220,19 @@ def main(argv=None):
     val = load_split(val_path, features, tokenizer, args)
 
     def stage1_paragraphs():
+        start = time.perf_counter()
         result = generate_paragraphs(model, val, device, args)
         if run.is_main:
             (run.predictions_dir / 'stage1_paragraphs.json').write_text(json.dumps(result, indent=1))
+            if not args.quiet:
+                print(f'stage-1 paragraphs of {len(result)} videos in {time.perf_counter() - start:.1f} s', flush=True)
         return result
 
     if paragraphs is None and start_epoch >= args.cap_epochs:
         paragraphs = stage1_paragraphs()
     for epoch in range(start_epoch, args.epochs):
         stage = 'caption' if epoch < args.cap_epochs else 'localize'
+        epoch_start = time.perf_counter()
         set_epoch(loader, epoch)
         ddp.train()
         for group in grouped(run.progress(loader, f'epoch {epoch} ({stage})'), args.grad_accum):
@@ -237,6 +242,7 @@ def main(argv=None):
                 if name.startswith(('loss', 'div')):
                     check_finite(torch.tensor(value), step)
             run.log(step, {**metrics, 'epoch': epoch})
+        epoch_seconds = time.perf_counter() - epoch_start
         if paragraphs is None and epoch + 1 >= args.cap_epochs:
             paragraphs = stage1_paragraphs()
         checkpoint = make_checkpoint(model, optimizer, scheduler, epoch, step, run.config, KIND)
@@ -247,7 +253,8 @@ def main(argv=None):
             save_checkpoint(run.checkpoints_dir / STAGE1_FILE, checkpoint)
         if not args.quiet and run.is_main:
             print(f"epoch {epoch} ({stage}) step {step}: " +
-                  ', '.join(f'{k} {v:.4f}' for k, v in metrics.items() if k.startswith(('loss', 'div'))), flush=True)
+                  ', '.join(f'{k} {v:.4f}' for k, v in metrics.items() if k.startswith(('loss', 'div'))) +
+                  f' ({epoch_seconds:.1f} s)', flush=True)
     if not args.skip_eval:
         evaluate_model(model, val, paragraphs, references, run.dir, device, args)
     run.close()

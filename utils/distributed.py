@@ -21,17 +21,24 @@ class BatchSizeError(ValueError):
     """The global batch size cannot be split evenly between the processes."""
 
 
-def init_distributed() -> tuple[int, int]:
+def init_distributed(device: str = 'auto') -> tuple[int, int]:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR, MASTER_PORT); return (rank, world_size). Without that environment, or with a world
-    of one, nothing is initialised and (0, 1) is returned."""
+    of one, nothing is initialised and (0, 1) is returned.
+
+    `device` is the script's `--device`: each process takes GPU LOCAL_RANK and nccl when it names CUDA
+    ('auto' on a machine with CUDA), gloo on the CPU otherwise."""
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     world_size = int(os.environ.get('WORLD_SIZE', 1))
     if world_size == 1:
         return 0, 1
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    if torch.cuda.is_available() and not str(device).startswith('cpu'):
+        local_rank, gpus = int(os.environ.get('LOCAL_RANK', 0)), torch.cuda.device_count()
+        if local_rank >= gpus:
+            raise RuntimeError(f"torchrun started more processes on this machine than it has GPUs ({gpus}): "
+                               f"use --nproc_per_node {gpus} or fewer, or --device cpu (gloo)")
+        torch.cuda.set_device(local_rank)
         backend = 'nccl'
     else:
         backend = 'gloo'

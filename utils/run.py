@@ -3,7 +3,7 @@
 A training script does, in this order (DETR's main.py shape; each experiment keeps its own loop):
 
     args = parser.parse_args()                       # parser built with add_common_args(...)
-    init_distributed(); seed_everything(args.seed + get_rank())
+    init_distributed(args.device); seed_everything(args.seed + get_rank())
     run = Run(args, kind='wsdec_final')              # runs/<run-name>/
     model, optimizer, scheduler = ...
     start_epoch, step = resume_or_start(run, model, optimizer, scheduler)

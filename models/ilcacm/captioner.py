@@ -29,18 +29,23 @@ class Captioner(nn.Module):
 
     def caption_loss(self, frames, frame_mask, prompts, targets):
         """Summed token cross-entropy and number of target tokens of `prompts` (N, P) + `targets` (N, L) read after
-        the frames (N, T, D) (spec §3.2 steps 2-7)."""
+        the frames (N, T, D) (spec §3.2 steps 2-7).
+
+        The LM head runs on the supervised positions only: HF computes logits at every position and ignores the
+        -100 labels, which is the same sum, but the frame, padding and last positions are most of a padded batch
+        (stage-2 negatives are padded to the longest paragraph), and their logits alone filled an H100."""
         pad = self.tokenizer.pad_id
         ids = torch.cat([prompts, targets], dim=1)
         embeds = torch.cat([self.video_encoder(frames, frame_mask), self.gpt2_model.embed(ids)], dim=1)
         attention = torch.cat([frame_mask, torch.ones_like(prompts, dtype=torch.bool), targets != pad], dim=1)
-        logits = self.gpt2_model(inputs_embeds=embeds, attention_mask=attention)
+        hidden, _ = self.gpt2_model.hidden_states(inputs_embeds=embeds, attention_mask=attention)
         num_frames = frames.shape[1]
-        logits = logits[:, num_frames:num_frames + ids.shape[1] - 1]  # positions predicting ids[:, 1:]
+        hidden = hidden[:, num_frames:num_frames + ids.shape[1] - 1]  # positions predicting ids[:, 1:]
         labels = caption_labels(ids, pad)
-        ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                             ignore_index=IGNORE, reduction='sum')
-        return ce, (labels != IGNORE).sum()
+        supervised = labels != IGNORE
+        logits = self.gpt2_model.lm_head(hidden[supervised])
+        ce = F.cross_entropy(logits.float(), labels[supervised], reduction='sum')
+        return ce, supervised.sum()
 
     @torch.no_grad()
     def generate(self, frames, frame_mask, prompt, *, max_new_tokens, min_new_tokens, num_beams=4,

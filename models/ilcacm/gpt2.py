@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.layers.sdpa import attention_kernels
+
 
 class CheckpointFormatError(ValueError):
     """A GPT-2 folder or weight file that cannot be read: names the file and the offending key/field."""
@@ -343,6 +345,15 @@ class GPT2(nn.Module):
         layer of (key, value), each (B, n_head, past + T, head_dim). `last_logits_only` computes the LM head on
         the last position only (generation).
         """
+        x, presents = self.hidden_states(input_ids, inputs_embeds, attention_mask, past_key_values, position_ids)
+        logits = self.lm_head(x[:, -1:] if last_logits_only else x)
+        return (logits, presents) if use_cache else logits
+
+    def hidden_states(self, input_ids=None, inputs_embeds=None, attention_mask=None, past_key_values=None,
+                      position_ids=None):
+        """`forward` without the LM head: the final hidden states (B, T, n_embd) after `ln_f`, and the cache.
+        `lm_head` of any subset of them gives those positions' logits (the training loss needs only the
+        supervised ones)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("GPT2.forward: pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -357,12 +368,11 @@ class GPT2(nn.Module):
         x = self.transformer.drop(inputs_embeds + self.transformer.wpe(position_ids))
         bias = attention_bias(attention_mask, T, past_len, self._compute_dtype(x), x.device)
         presents = []
-        for i, block in enumerate(self.transformer.h):
-            x, present = block(x, bias, None if past_key_values is None else past_key_values[i])
-            presents.append(present)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x[:, -1:] if last_logits_only else x)
-        return (logits, tuple(presents)) if use_cache else logits
+        with attention_kernels():
+            for i, block in enumerate(self.transformer.h):
+                x, present = block(x, bias, None if past_key_values is None else past_key_values[i])
+                presents.append(present)
+        return self.transformer.ln_f(x), tuple(presents)
 
     def _compute_dtype(self, x: torch.Tensor) -> torch.dtype:
         """dtype of q/k/v inside attention (the autocast dtype when autocast is on)."""

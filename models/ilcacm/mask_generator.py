@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from models.ilcacm.losses import diversity_loss
+from models.layers.sdpa import attention_kernels
 
 MASK_SHAPES = ('gaussian', 'cauchy', 'hard')
 
@@ -57,13 +58,21 @@ def soft_temporal_mask(centers, widths, num_frames, tau=2.0, shape='gaussian'):
 
 
 def sort_events(centers, widths, counts):
-    """Sort each video's events by centre; the sort passes gradients through its values (spec §3.4.5)."""
-    sorted_c, sorted_w = [], []
-    for c, w in zip(centers.split(list(counts)), widths.split(list(counts))):
-        c, order = torch.sort(c)
-        sorted_c.append(c)
-        sorted_w.append(w[order])
-    return torch.cat(sorted_c), torch.cat(sorted_w)
+    """Sort each video's events by centre; the sort passes gradients through its values (spec §3.4.5).
+
+    All videos at once: the centres padded to (B, n_max) with +inf sort after every real one, and a stable sort
+    keeps equal centres in their original order, as sorting each video alone does."""
+    counts = [int(n) for n in counts]
+    if not counts:
+        return centers, widths
+    n_max, device = max(counts), centers.device
+    valid = torch.arange(n_max, device=device)[None, :] < torch.tensor(counts, device=device)[:, None]
+    padded = centers.new_full(valid.shape, float('inf')).masked_scatter(valid, centers)
+    order = torch.sort(padded, dim=1, stable=True).indices
+    # the flat index of each sorted event in the input (video b's events start at sum(counts[:b]))
+    offsets = torch.tensor([0] + counts[:-1], device=device).cumsum(0)[:, None]
+    flat = (offsets + order)[valid]
+    return centers[flat], widths[flat]
 
 
 def uniform_events(counts, device=None):
@@ -109,8 +118,9 @@ class MaskGenerator(nn.Module):
         valid = torch.arange(n_max, device=frames.device)[None, :] < torch.tensor(counts, device=frames.device)[:, None]
         queries = self.query_dropout(self.tpe[:n_max][None] * valid[..., None].to(frames.dtype))
         memory = self.memory_dropout(frames + self.pe[:frames.shape[1]])
-        out = self.mask_decoder(queries, memory, tgt_key_padding_mask=~valid,
-                                memory_key_padding_mask=None if frame_mask is None else ~frame_mask)
+        with attention_kernels():
+            out = self.mask_decoder(queries, memory, tgt_key_padding_mask=~valid,
+                                    memory_key_padding_mask=None if frame_mask is None else ~frame_mask)
         out = self.norm(out)[valid].float()  # (N, D) in video order
         with torch.autocast(frames.device.type, enabled=False):  # c, w and the masks in fp32 under bf16 autocast
             return torch.sigmoid(self.center_fc(out)).squeeze(-1), torch.sigmoid(self.width_fc(out)).squeeze(-1)

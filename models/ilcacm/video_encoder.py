@@ -7,6 +7,8 @@ Parameter names follow the authors' module (`vpe`, `encoder.layers.{i}`, `proj.{
 import torch
 from torch import nn
 
+from models.layers.sdpa import attention_kernels
+
 
 class VideoEncoder(nn.Module):
     def __init__(self, d_model=768, nhead=12, dim_feedforward=2048, num_layers=6, max_frames=32, dropout=0.1,
@@ -23,4 +25,6 @@ class VideoEncoder(nn.Module):
         """frames (B, T, D), frame_mask (B, T) bool of valid frames (always all True, spec §2.4) -> (B, T, D)."""
         x = self.dropout(frames + self.vpe[:frames.shape[1]])
         padding = None if frame_mask is None else ~frame_mask
-        return self.proj(self.encoder(x, src_key_padding_mask=padding))
+        with attention_kernels():
+            encoded = self.encoder(x, src_key_padding_mask=padding)
+        return self.proj(encoded)

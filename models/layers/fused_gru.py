@@ -152,8 +152,8 @@ class FusedGRU(nn.GRU):
     """
 
     def forward(self, input, hx=None):
-        if not self._use_fused(input):
-            return super().forward(input, hx)
+        if not self._use_fused(input):  # cuDNN (and the CPU kernel) want a contiguous initial state
+            return super().forward(input, None if hx is None else hx.contiguous())
         packed = isinstance(input, PackedSequence)
         if packed:
             data, batch_sizes = input.data, tuple(input.batch_sizes.tolist())

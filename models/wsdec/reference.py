@@ -54,7 +54,7 @@ def beam_search_one_by_one(cg: CaptionGenerator, video, video_length, video_mask
             for score, tokens, state in live:
                 words = torch.tensor([[tokens[-1]]], device=context.device)
                 logp, new_state = cg.decoder(words, context[n:n + 1], state)
-                candidates += [(score + float(lp), tokens + [w], new_state) for w, lp in enumerate(logp[0, 0])]
+                candidates += [(score + lp, tokens + [w], new_state) for w, lp in enumerate(logp[0, 0].tolist())]
             candidates = sorted(candidates, key=lambda c: -c[0])[:cg.beam_size]
             retired += [(step, rank, c[0], c[1]) for rank, c in enumerate(candidates) if c[1][-1] == EOS_ID]
             live = [c for c in candidates if c[1][-1] != EOS_ID]
