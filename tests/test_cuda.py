@@ -16,12 +16,8 @@ from models.ilcacm.generation import beam_search, beam_search_naive
 from models.ilcacm.gpt2 import GPT2
 from models.layers.gru_encoder import SequenceEncoder
 from tests.test_ilcacm_model import tiny_batch as ilcacm_tiny_batch, tiny_model as ilcacm_tiny_model
-from tests.test_wsdec_training import tiny_models as wsdec_tiny_models
-from utils.annotations import load_annotations
+from tests.test_wsdec_training import collated_tiny_batch, tiny_models as wsdec_tiny_models
 from utils.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
-from utils.features import open_features
-from utils.vocab import Vocabulary
-from utils.wsdec_data import WSDECDataset, wsdec_collate
 
 DEVICE = os.environ.get('SUITE_TEST_DEVICE') or ('cuda' if torch.cuda.is_available() else None)
 pytestmark = pytest.mark.skipif(DEVICE is None, reason='no CUDA device')
@@ -78,10 +74,7 @@ def test_packed_gru_encoder_equals_cpu_values_and_gradients():
 
 @pytest.fixture(scope='module')
 def wsdec_batch(tiny_data):
-    annotations = load_annotations(tiny_data.train)
-    vocab = Vocabulary.build(annotations)
-    dataset = WSDECDataset(annotations, open_features(tiny_data.c3d), vocab, 'sample')
-    return wsdec_collate([dataset[i] for i in range(4)]), vocab
+    return collated_tiny_batch(tiny_data, 4)
 
 
 def wsdec_pair(vocab_size):

@@ -78,12 +78,18 @@ def tiny_models(vocab_size, regressor_scale=0.3, sl_type='anchor'):
                                      'sl': sl_config(args, vocab_size, 500, sl_type)})
 
 
-@pytest.fixture(scope='module')
-def tiny_batch(tiny_data):
+def collated_tiny_batch(tiny_data, n_videos):
+    """The first `n_videos` training videos of the tiny synthetic set collated (one sampled sentence each), and the
+    vocabulary."""
     annotations = load_annotations(tiny_data.train)
     vocab = Vocabulary.build(annotations)
     dataset = WSDECDataset(annotations, open_features(tiny_data.c3d), vocab, 'sample')
-    return wsdec_collate([dataset[i] for i in range(3)]), vocab
+    return wsdec_collate([dataset[i] for i in range(n_videos)]), vocab
+
+
+@pytest.fixture(scope='module')
+def tiny_batch(tiny_data):
+    return collated_tiny_batch(tiny_data, 3)
 
 
 def test_cycle_parameter_groups():
