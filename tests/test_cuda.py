@@ -16,7 +16,7 @@ from models.ilcacm.generation import beam_search, beam_search_naive
 from models.ilcacm.gpt2 import GPT2
 from models.layers.gru_encoder import SequenceEncoder
 from tests.test_ilcacm_model import tiny_batch as ilcacm_tiny_batch, tiny_model as ilcacm_tiny_model
-from tests.test_wsdec_training import collated_tiny_batch, tiny_models as wsdec_tiny_models
+from tests.test_wsdec_training import collated_tiny_batch, no_dropout, tiny_models as wsdec_tiny_models
 from utils.checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
 
 DEVICE = os.environ.get('SUITE_TEST_DEVICE') or ('cuda' if torch.cuda.is_available() else None)
@@ -39,15 +39,6 @@ def device():
 
 def close(a, b, rtol, atol):
     torch.testing.assert_close(a.detach().cpu().to(b.dtype), b.detach().cpu(), rtol=rtol, atol=atol)
-
-
-def no_dropout(model):
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-        if hasattr(m, 'dropout') and isinstance(m.dropout, float):
-            m.dropout = 0.0
-    return model
 
 
 # ------------------------------------------------------------------------------------------------ WSDEC

@@ -78,6 +78,16 @@ def tiny_models(vocab_size, regressor_scale=0.3, sl_type='anchor'):
                                      'sl': sl_config(args, vocab_size, 500, sl_type)})
 
 
+def no_dropout(model):
+    """`model` with every dropout probability (modules' `p`, GRU stacks' `dropout`) set to 0."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if hasattr(m, 'dropout') and isinstance(m.dropout, float):
+            m.dropout = 0.0
+    return model
+
+
 def collated_tiny_batch(tiny_data, n_videos):
     """The first `n_videos` training videos of the tiny synthetic set collated (one sampled sentence each), and the
     vocabulary."""
@@ -258,11 +268,7 @@ def test_cycle_step_shared_video_encoding_equals_two_separate_calls(tiny_batch):
     batch, vocab = tiny_batch
     models = tiny_models(len(vocab))
     for model in models.values():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = 0.0
-            if hasattr(m, 'dropout') and isinstance(m.dropout, float):
-                m.dropout = 0.0
+        no_dropout(model)
     twin = copy.deepcopy(models)
     for model in twin.values():
         for m in model.modules():
