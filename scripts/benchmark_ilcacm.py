@@ -5,7 +5,7 @@
 Workload at ActivityNet shapes (spec ilcacm §2.4, §3, §4.4, §5): 32×768 features, a distilgpt2-sized GPT-2
 (6 layers, 768 wide, 12 heads, vocabulary 50,260) with random weights, ~3.7 captions of ~15 tokens per video
 (paragraphs ~60 tokens), batch 8 on CPU (fp32) and 64 on CUDA (bf16 autocast).
-* Stage-1 step and stage-2 step: `train_step` of train_script/train_ilcacm.py (AdamW, clip 1.0; stage 2 takes
+* Stage-1 step and stage-2 step: `train_step` of models/ilcacm/steps.py (AdamW, clip 1.0; stage 2 takes
   two clipped optimiser steps per batch, spec §4.3). Naive reference: the same steps with every caption sequence
   run through the captioner one at a time (no padding, no batching), as a straightforward implementation would.
 * Inference per video (spec §5.1-5.2): full-mode paragraph + masks + one re-caption per event, beam 4. Naive
@@ -33,8 +33,8 @@ import torch
 
 from models.ilcacm import captioner as captioner_module
 from models.ilcacm.factory import build_model
-from models.ilcacm.generation import beam_search_naive
-from train_script.train_ilcacm import cosine_schedule, supervised_tokens, train_step
+from scripts.benchmark_ilcacm_reference import beam_search_naive
+from models.ilcacm.steps import cosine_schedule, supervised_tokens, train_step
 from utils.ilcacm_data import dense_target, ilcacm_collate, negative_target, positive_target
 from utils.run import autocast, resolve_device
 

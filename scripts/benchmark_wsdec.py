@@ -34,9 +34,9 @@ from models.layers.gru_encoder import LayerStates
 from models.wsdec import build_models_from_config
 from models.wsdec.anchors import anchors
 from models.wsdec.inference import gen_random_segments, refine_temporal_segments
-from models.wsdec.reference import beam_search_one_by_one
+from scripts.benchmark_wsdec_reference import beam_search_one_by_one
 from utils.wsdec_data import WSDECBatch
-from utils.wsdec_training import (classification_step, cycle_parameter_groups, cycle_step, first_argmax,
+from models.wsdec.steps import (classification_step, cycle_parameter_groups, cycle_step, first_argmax,
                                   localizer_inputs, sgd)
 
 VOCAB, FEATURE_DIM, STEPS, CAPTION_TOKENS = 6000, 500, 250, 12
@@ -295,7 +295,7 @@ def bench_meteor(n_pairs=90):
     """METEOR pseudo-label scoring of one SL batch (6 videos × 15 anchors): startup and per-batch seconds."""
     if shutil.which('java') is None:
         return {'meteor': 'skipped (no java)'}
-    from utils.wsdec_training import MeteorPseudoLabelScorer
+    from models.wsdec.steps import MeteorPseudoLabelScorer
     scorer = MeteorPseudoLabelScorer()
     hyps = [f'a man is playing the guitar {i % 7} times .' for i in range(n_pairs)]
     refs = [[f'a person plays a guitar in room {i // 15} .'] for i in range(n_pairs)]

@@ -11,17 +11,18 @@ checking every key. Head counts cannot be read from shapes: `--gpt2-heads` / `--
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 import json
 import re
 
 import torch
 
+from models.ilcacm.config import SHARED_BPE, training_parser
 from models.ilcacm.factory import build_model, build_tokenizer, model_arch
 from models.ilcacm.gpt2 import load_safetensors
-from train_script.train_ilcacm import KIND, build_parser as train_parser
+from models.ilcacm.steps import KIND
+from utils import cli
 from utils.checkpoint import save_checkpoint
-from utils.run import run_config
+from utils.run import CHECKPOINT_FORMAT, run_config
 
 GPT2 = 'captioner.gpt2_model.'
 
@@ -52,7 +53,7 @@ def count_layers(state, prefix):
 def inferred_config(state, args):
     """The training flags of the authors' run, with the sizes read from the tensor shapes."""
     wte = state[f'{GPT2}transformer.wte.weight']
-    config = train_parser().parse_args(['--decoder', 'gpt2', '--gpt2-init', 'random', '--run-name', 'converted'])
+    config = training_parser().parse_args(['--decoder', 'gpt2', '--gpt2-init', 'random', '--run-name', 'converted'])
     config.bpe_dir = args.bpe_dir
     config.gpt2_layers = count_layers(state, f'{GPT2}transformer.h.')
     config.gpt2_dim, config.gpt2_heads = wte.shape[1], args.gpt2_heads
@@ -93,7 +94,8 @@ def convert(input_path, output_path, args):
         raw = json.loads(pathlib.Path(args.paragraphs).read_text())
         paragraphs = {vid: {'sentences': p['sentences'][:config.max_captions] or ['None.'],
                             'duration': p.get('duration')} for vid, p in raw.items()}
-    checkpoint = {'model': model.state_dict(), 'optimizer': None, 'scheduler': None,
+    checkpoint = {'format': CHECKPOINT_FORMAT, 'model': {'ilcacm': model.state_dict()}, 'optimizer': {},
+                  'scheduler': {},
                   'epoch': config.epochs - 1, 'step': 0, 'config': run_config(config, KIND), 'rng': None,
                   'kind': KIND, 'tokenizer': tokenizer.state(), 'decoder_arch': model_arch(model),
                   'feature_dim': arch['n_embd'], 'paragraphs': paragraphs,
@@ -103,24 +105,25 @@ def convert(input_path, output_path, args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = cli.parser(__doc__)
     parser.add_argument('--input', required=True, help="the authors' model.safetensors or pytorch_model.bin")
     parser.add_argument('--output', required=True, help='suite checkpoint to write (.pt)')
     parser.add_argument('--paragraphs', default=None,
                         help="the authors' stage-1 paragraphs JSON {vid: {sentences, duration}} (event counts)")
-    parser.add_argument('--bpe-dir', default=str(pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
-                                                 / 'gpt2_bpe'), help='GPT-2 vocab.json + merges.txt')
+    parser.add_argument('--bpe-dir', default=SHARED_BPE, help='GPT-2 vocab.json + merges.txt (relative: to the '
+                        'working directory if it exists there, else to the repository root)')
     parser.add_argument('--gpt2-heads', type=int, default=12)
     parser.add_argument('--enc-heads', type=int, default=12)
+    cli.add_debug_flag(parser)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     checkpoint = convert(args.input, args.output, args)
-    n = sum(t.numel() for k, t in checkpoint['model'].items() if not k.endswith('lm_head.weight'))
+    n = sum(t.numel() for k, t in checkpoint['model']['ilcacm'].items() if not k.endswith('lm_head.weight'))
     print(f'wrote {args.output}: {n:,} parameters (lm_head tied), decoder {checkpoint["decoder_arch"]}')
 
 
 if __name__ == '__main__':
-    main()
+    cli.main(main)

@@ -9,7 +9,7 @@ from models.layers.attention import BilinearAttention
 from models.wsdec import build_models_from_config
 from scripts.benchmark_wsdec import (DURATION_PERCENTILES, DURATION_QUANTILES_S, STEPS_PER_SECOND,
                                      activitynet_lengths, original_way, random_batch)
-from utils.wsdec_training import cycle_parameter_groups, cycle_step, sgd
+from models.wsdec.steps import cycle_parameter_groups, cycle_step, sgd
 
 
 def test_lengths_follow_activitynet_durations():

@@ -94,7 +94,9 @@ def test_check_finite_raises_with_step(bad):
     with pytest.raises(NonFiniteLossError) as err:
         check_finite(torch.tensor([1.0, bad]), step=417)
     message = str(err.value)
-    assert 'step 417' in message and 'last good checkpoint' in message and 'kept' in message
+    assert 'step 417' in message and 'nothing was saved for this step' in message
+    with pytest.raises(NonFiniteLossError, match='step 3: training stopped; no checkpoint was saved yet'):
+        check_finite(torch.tensor(bad), step=3, saved='no checkpoint was saved yet')
 
 
 def test_check_finite_accepts_finite_loss():

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from models.ilcacm.generation import beam_search, beam_search_naive
+from models.ilcacm.generation import beam_search
+from scripts.benchmark_ilcacm_reference import beam_search_naive
 from models.ilcacm.gpt2 import GPT2
 from models.layers.gru_encoder import SequenceEncoder
 from tests.test_ilcacm_model import tiny_batch as ilcacm_tiny_batch, tiny_model as ilcacm_tiny_model
@@ -76,7 +77,7 @@ def wsdec_pair(vocab_size):
 
 def test_wsdec_cycle_step_equals_cpu(wsdec_batch, monkeypatch):
     from utils import wsdec_training
-    from utils.wsdec_training import cycle_parameter_groups, cycle_step, sgd
+    from models.wsdec.steps import cycle_parameter_groups, cycle_step, sgd
     monkeypatch.setattr(wsdec_training, 'CYCLE_NOISE', 0.0)  # the only random draw left
     batch, vocab = wsdec_batch
     results = []
@@ -97,8 +98,9 @@ def test_wsdec_cycle_step_equals_cpu(wsdec_batch, monkeypatch):
 def test_wsdec_sl_phase_and_dense_captioning_equal_cpu(wsdec_batch):
     """Beam search over the 15 anchors (pseudo-labels), the CE step, and the dense-captioning procedure pick the
     same captions and segments on both devices."""
-    from utils.wsdec_inference import InferenceOptions, dense_captions, initial_segments
-    from utils.wsdec_training import classification_step, sgd
+    from models.wsdec.config import InferenceOptions
+    from models.wsdec.inference import dense_captions, initial_segments
+    from models.wsdec.steps import classification_step, sgd
     batch, vocab = wsdec_batch
 
     def scorer(hyps, refs):  # depends on the generated captions
@@ -134,7 +136,7 @@ def ilcacm_args(**kw):
 def ilcacm_steps(model, batch, where, stages=('caption', 'localize'), adam=True):
     """`train_step` of each stage in turn (stage 2: two clipped optimiser steps); SGD with `adam=False` (Adam's first
     steps move a parameter by ±lr whatever its gradient's size, so near-zero gradients would not compare)."""
-    from train_script.train_ilcacm import cosine_schedule, train_step
+    from models.ilcacm.steps import cosine_schedule, train_step
     opt = (torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.01) if adam
            else torch.optim.SGD(model.parameters(), lr=0.1))
     sched = cosine_schedule(opt, 10, 0.0)
@@ -144,8 +146,8 @@ def ilcacm_steps(model, batch, where, stages=('caption', 'localize'), adam=True)
 def test_ilcacm_fp32_steps_equal_cpu(monkeypatch):
     """Without autocast the device's stage-1 and stage-2 updates equal the CPU's (masks, both clipped steps)."""
     import contextlib
-    from train_script import train_ilcacm
-    monkeypatch.setattr(train_ilcacm, 'autocast', lambda device: contextlib.nullcontext())
+    from models.ilcacm import steps
+    monkeypatch.setattr(steps, 'autocast', lambda device: contextlib.nullcontext())
     model, tokenizer = ilcacm_tiny_model()
     batch = ilcacm_tiny_batch(tokenizer)
     twin = copy.deepcopy(model).to(device())

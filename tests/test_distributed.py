@@ -17,7 +17,8 @@ from utils.checkpoint import load_checkpoint, seed_everything
 from utils.distributed import (BatchSizeError, all_reduce_mean, all_reduce_sum, barrier, cleanup, get_rank,
                                get_world_size, init_distributed, is_main_process, make_loader, set_epoch,
                                unwrap, wrap_ddp)
-from utils.run import Run, add_common_args, make_checkpoint
+from utils.cli import add_common_args
+from utils.run import Run, make_checkpoint
 
 WORLD = 2
 N_ITEMS = 16
@@ -155,8 +156,8 @@ def _worker(rank, port, out_dir):
     result['run_is_main'] = run.is_main
     seed_everything(100 + rank)
     model = _tiny_model()
-    state = make_checkpoint(model, torch.optim.SGD(model.parameters(), lr=0.1), None, epoch=0, step=rank,
-                            config=run.config, kind=run.kind)
+    state = make_checkpoint({'tiny': model}, {'sgd': torch.optim.SGD(model.parameters(), lr=0.1)}, {}, epoch=0,
+                            step=rank, config=run.config, kind=run.kind)
     for turn in range(WORLD):
         if turn == rank:
             run.log(rank, {'rank': rank})

@@ -1,15 +1,17 @@
 """The evaluation entry points on tiny checkpoints of every kind (layout of the WSDEC training scripts)."""
 import json
 import shutil
-import sys
-import types
 
 import pytest
 import torch
 
 from eval_script import evaluate
-from eval_script.evaluate import EvalInputError, cli, dispatch
+from eval_script.evaluate import dispatch
+from models.wsdec.evaluation import evaluate_dense, evaluate_localization, evaluate_twostage, random_test
 from models.wsdec.factory import build_models_from_config
+from models.wsdec.runs import SetupError
+from utils.cli import main as cli
+from utils.run import RunFolderError
 from utils.annotations import load_annotations
 from utils.checkpoint import save_checkpoint
 from utils.features import MissingFeaturesError
@@ -91,9 +93,8 @@ def test_cg_kind(ckpts, tmp_path, tiny_data):
 
 @pytest.mark.parametrize('kind', ['wsdec_sl', 'wsdec_final'])
 def test_localization(ckpts, tmp_path, tiny_data, kind):
-    from eval_script.evaluate_localization import run
     argv = ['--checkpoint', str(ckpts[kind])] + run_dir_args(tmp_path)
-    result = dispatch(argv) if kind == 'wsdec_sl' else run(argv)  # the supervised SL goes through the dispatcher
+    result = dispatch(argv) if kind == 'wsdec_sl' else evaluate_localization(argv)  # the supervised SL goes through the dispatcher
     n_sentences = sum(len(a['sentences']) for a in load_annotations(tiny_data.val_1).values())
     assert result['meta']['n_sentences'] == n_sentences
     saved = json.loads((tmp_path / 'ev' / 'metrics' / 'localization_val_1.json').read_text())
@@ -101,20 +102,19 @@ def test_localization(ckpts, tmp_path, tiny_data, kind):
 
 
 def test_random_localization_baseline(ckpts, tmp_path, tiny_data):
-    from eval_script.evaluate_localization import run
+    run = evaluate_localization
     base = ['--checkpoint', str(ckpts['wsdec_cg_pretrain']), '--random-baseline']
     everything = run(base + run_dir_args(tmp_path, 'a'))
     legacy = run(base + ['--legacy-one-sentence-per-video'] + run_dir_args(tmp_path, 'b'))
     val = load_annotations(tiny_data.val_1)
     assert everything['meta']['n_sentences'] == sum(len(a['sentences']) for a in val.values())
     assert legacy['meta']['n_sentences'] == len(val)
-    with pytest.raises(EvalInputError, match='--random-baseline only'):
+    with pytest.raises(SetupError, match='--random-baseline only'):
         run(['--checkpoint', str(ckpts['wsdec_sl']), '--legacy-one-sentence-per-video'] + run_dir_args(tmp_path, 'c'))
 
 
 def test_twostage(ckpts, tmp_path, capsys):
-    from eval_script.evaluate_twostage import run
-    run(['--sl-checkpoint', str(ckpts['wsdec_sl']), '--cg-checkpoint', str(ckpts['wsdec_cg']), '--no-score']
+    evaluate_twostage(['--sl-checkpoint', str(ckpts['wsdec_sl']), '--cg-checkpoint', str(ckpts['wsdec_cg']), '--no-score']
         + run_dir_args(tmp_path))
     out = capsys.readouterr().out
     assert 'n_rand=-1' in out and 'iou_thres=0.8' in out and 'none overridden' in out
@@ -130,19 +130,19 @@ def test_legacy_shuffled_eval_drops_last_batch(ckpts, tmp_path, tiny_data):
 
 
 def test_bad_inputs(ckpts, tmp_path, tiny_data, capsys):
-    with pytest.raises(EvalInputError, match='checkpoint file not found'):
+    with pytest.raises(RunFolderError, match='checkpoint file not found'):
         dispatch(['--checkpoint', str(tmp_path / 'none.pt')])
     state = torch.load(ckpts['wsdec_cg'], weights_only=True)
     save_checkpoint(tmp_path / 'odd.pt', {**state, 'kind': 'mystery'})
-    with pytest.raises(EvalInputError, match="unknown checkpoint kind 'mystery'"):
+    with pytest.raises(RunFolderError, match="unknown checkpoint kind 'mystery'"):
         dispatch(['--checkpoint', str(tmp_path / 'odd.pt')])
     with pytest.raises(SystemExit) as exit_info:  # the CLI: one line on stderr, status 2
         cli(dispatch, ['--checkpoint', str(tmp_path / 'odd.pt')])
     assert exit_info.value.code == 2 and 'mystery' in capsys.readouterr().err
-    with pytest.raises(EvalInputError, match="without the model part"):
-        evaluate.evaluate_dense(evaluate.build_parser().parse_args(['--checkpoint', str(ckpts['wsdec_cg'])]))
+    with pytest.raises(SetupError, match="without the model part"):
+        evaluate_dense(['--checkpoint', str(ckpts['wsdec_cg'])])
     save_checkpoint(tmp_path / 'novocab.pt', {**state, 'config': {**state['config'], 'vocab': None}})
-    with pytest.raises(EvalInputError, match='pass --vocab'):
+    with pytest.raises(SetupError, match='pass --vocab'):
         dispatch(['--checkpoint', str(tmp_path / 'novocab.pt')] + run_dir_args(tmp_path))
     # a val_1 video without features: named, with the --missing-features flag
     root = tmp_path / 'data'
@@ -159,21 +159,16 @@ def test_bad_inputs(ckpts, tmp_path, tiny_data, capsys):
 
 def test_ilcacm_kinds_are_delegated(ckpts, tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType('eval_script.evaluate_ilcacm')
-    fake.evaluate_checkpoint = lambda path, args: calls.append((path, args.checkpoint)) or {'ok': True}
-    monkeypatch.setitem(sys.modules, 'eval_script.evaluate_ilcacm', fake)
+    monkeypatch.setattr(evaluate, 'evaluate_ilcacm', lambda argv: calls.append(argv) or {'ok': True})
     state = torch.load(ckpts['wsdec_cg'], weights_only=True)
     save_checkpoint(tmp_path / 'ilcacm.pt', {**state, 'kind': 'ilcacm'})
     assert dispatch(['--checkpoint', str(tmp_path / 'ilcacm.pt')]) == {'ok': True}
-    assert calls == [(str(tmp_path / 'ilcacm.pt'),) * 2]
-    monkeypatch.setitem(sys.modules, 'eval_script.evaluate_ilcacm', None)  # import fails
-    with pytest.raises(EvalInputError, match='evaluate_ilcacm.py cannot be imported'):
-        dispatch(['--checkpoint', str(tmp_path / 'ilcacm.pt')])
+    assert calls == [['--checkpoint', str(tmp_path / 'ilcacm.pt')]]
 
 
 @pytest.mark.java
 def test_scored_dense_evaluation_and_random_test(ckpts, tmp_path, capsys):
-    result = dispatch(['--checkpoint', str(ckpts['wsdec_final']), '--n_rand', '3'] + run_dir_args(tmp_path))
+    result = dispatch(['--checkpoint', str(ckpts['wsdec_final']), '--n-rand', '3'] + run_dir_args(tmp_path))
     meta = result['meta']
     assert (meta['toolkit'], meta['missing_policy']) == ('2018', 'zero')
     assert [r['path'].split('/')[-1] for r in meta['references']] == ['val_1.json', 'val_2.json']
@@ -181,8 +176,7 @@ def test_scored_dense_evaluation_and_random_test(ckpts, tmp_path, capsys):
     assert saved['metrics']['METEOR'] == pytest.approx(result['metrics']['METEOR'])
     assert 'toolkit 2018' in capsys.readouterr().out
 
-    from scripts.run_random_test import run
-    summary = run(['--checkpoint', str(ckpts['wsdec_final']), '--n-rand', '2', '--seeds', '1', '2']
+    summary = random_test(['--checkpoint', str(ckpts['wsdec_final']), '--n-rand', '2', '--seeds', '1', '2']
                   + run_dir_args(tmp_path, 'rt'))
     assert [(r['n_rand'], r['seed']) for r in summary['runs']] == [(2, 1), (2, 2)]
     meteor = [r['metrics']['METEOR'] for r in summary['runs']]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.ilcacm.generation import BeamHypotheses, beam_search, beam_search_naive, no_repeat_ngram_mask
+from models.ilcacm.generation import BeamHypotheses, beam_search, no_repeat_ngram_mask
+from scripts.benchmark_ilcacm_reference import beam_search_naive
 from models.ilcacm.gpt2 import GPT2
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

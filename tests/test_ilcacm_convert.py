@@ -67,7 +67,7 @@ def test_half_precision_file_is_cast_and_bad_files_are_named(authors_file, tmp_p
     out = tmp_path / 'half.pt'
     main(['--input', str(tmp_path / 'half.safetensors'), '--output', str(out), '--bpe-dir', str(BPE_DIR),
           '--gpt2-heads', '2', '--enc-heads', '2'])
-    weights = torch.load(out, weights_only=True)['model']['localizer.tpe']
+    weights = torch.load(out, weights_only=True)['model']['ilcacm']['localizer.tpe']
     assert weights.dtype == torch.float32 and torch.equal(weights, original.localizer.tpe.detach().half().float())
     del half['localizer.tpe']
     save_safetensors(half, tmp_path / 'broken.safetensors')

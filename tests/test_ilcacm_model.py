@@ -262,7 +262,7 @@ def test_baseline_masks_train_the_captioner_only(mask_mode, shape):
 
 
 def test_predict_count_modes():
-    from eval_script.evaluate_ilcacm import predict
+    from models.ilcacm.inference import predict
     model, tok = tiny_model()
     ann = {f'v{i}': {'duration': 10.0, 'sentences': SENTENCES[:n], 'timestamps': [[0, 1]] * n}
            for i, n in enumerate((3, 2))}

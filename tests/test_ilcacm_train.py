@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.test_ilcacm_model import tiny_batch, tiny_model
-from train_script.train_ilcacm import train_step
+from models.ilcacm.steps import train_step
 from utils.checkpoint import load_checkpoint
 from utils.ilcacm_data import ILCACMBatch
 
@@ -120,7 +120,7 @@ def test_torchrun_two_processes_equal_one_process(tiny_data, tmp_path):
     assert one['step'] == two['step'] == 6
     # Adam turns float-summation-order noise in near-zero gradients (the small localizer grads) into updates of
     # up to ~1e-5 per step; a wrong loss normalisation or data split would move every parameter by ~lr = 1e-3.
-    diffs = torch.cat([(t - two['model'][k]).abs().flatten() for k, t in one['model'].items()])
+    diffs = torch.cat([(t - two['model']['ilcacm'][k]).abs().flatten() for k, t in one['model']['ilcacm'].items()])
     assert diffs.max() < 2e-4 and diffs.mean() < 1e-6
     assert one['paragraphs'] == two['paragraphs']
 
@@ -157,14 +157,14 @@ def test_stage2_from_a_shared_stage1_equals_training_from_scratch(tiny_data, tmp
     scratch = load_checkpoint(tmp_path / 'scratch' / 'checkpoints' / 'last.pt')
     shared = load_checkpoint(tmp_path / 'shared' / 'checkpoints' / 'last.pt')
     assert scratch['step'] == shared['step'] and scratch['paragraphs'] == shared['paragraphs']
-    assert all(torch.equal(t, shared['model'][k]) for k, t in scratch['model'].items())
+    assert all(torch.equal(t, shared['model']['ilcacm'][k]) for k, t in scratch['model']['ilcacm'].items())
     log = [json.loads(line) for line in (tmp_path / 'shared' / 'log.jsonl').read_text().splitlines()]
     assert log and all('loss_full' not in row for row in log)  # stage 1 was not trained again
-    from train_script.train_ilcacm import stage1_checkpoint
+    from models.ilcacm.steps import stage1_checkpoint
     config = dict(load_checkpoint(tmp_path / 'base' / 'checkpoints' / 'stage1.pt')['config'])
     with pytest.raises(ValueError, match=r"other stage-1 flags \(lr: 0.001 -> 0.01\)"):
         stage1_checkpoint(tmp_path / 'base', {**config, 'lr': 0.01}, 1)
     with pytest.raises(ValueError, match='not the end of stage 1'):
         stage1_checkpoint(tmp_path / 'base', config, 2)
-    with pytest.raises(FileNotFoundError, match='stage1.pt'):
+    with pytest.raises(ValueError, match='stage1.pt'):
         stage1_checkpoint(tmp_path / 'nowhere', config, 1)

@@ -1,6 +1,11 @@
-"""utils/run.py: flags, data paths, run folders, logging, existing-run protection, exact --resume."""
+"""utils/run.py and utils/engine.py: flags, data paths, run folders, logging, existing-run protection, the run lock,
+damaged checkpoints, the one checkpoint format and exact --resume through the one epoch loop."""
 import argparse
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -9,10 +14,12 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import utils.run
-from utils.checkpoint import check_finite, load_checkpoint, seed_everything
+from utils.checkpoint import NonFiniteLossError, load_checkpoint, save_checkpoint, seed_everything
+from utils.cli import add_common_args
 from utils.distributed import make_loader, set_epoch
-from utils.run import (REPO_ROOT, DeviceError, Run, RunFolderError, add_common_args, autocast, data_paths,
-                       make_checkpoint, resolve_device, resume_or_start)
+from utils.engine import EpochPlan, TrainState, fit
+from utils.run import (REPO_ROOT, DeviceError, Run, RunFolderError, autocast, data_paths, make_checkpoint,
+                       read_checkpoint, resolve_device)
 
 
 def parse(tmp_path, *flags, run_name='exp'):
@@ -53,6 +60,7 @@ def test_run_folder_layout_config_and_logs(tmp_path):
     args = parse(tmp_path, '--quiet')
     with Run(args, kind='unit') as run:
         assert run.dir == tmp_path / 'runs' / 'exp' and run.is_main
+        assert not run.dir.exists()  # nothing is created before the run starts (after its setup)
         run.log(3, {'loss': torch.tensor(1.5), 'lr': 0.01})
         run.log(3, {'meteor': 4.25}, split='val')
         run.save_checkpoint({'step': 3, 'w': torch.ones(2)}, epoch=0)
@@ -83,7 +91,7 @@ def test_tensorboard_holds_the_logged_scalars(tmp_path):
 
 
 def test_existing_run_is_protected(tmp_path):
-    Run(parse(tmp_path), kind='unit').close()
+    Run(parse(tmp_path), kind='unit').start().close()
     with pytest.raises(RunFolderError, match='--resume.*--run-name'):
         Run(parse(tmp_path), kind='unit')
     # --resume with a changed learning flag is refused and names the flag
@@ -93,10 +101,19 @@ def test_existing_run_is_protected(tmp_path):
         Run(parse(tmp_path, '--resume'), kind='other')
     # a longer schedule may be resumed; config.json then records it
     run = Run(parse(tmp_path, '--resume', '--epochs', '8', '--quiet'), kind='unit')
-    assert json.loads((run.dir / 'config.json').read_text())['epochs'] == 8
     with pytest.raises(RunFolderError, match='saved no checkpoint'):
         run.resume_state()
+    run.start()
+    assert json.loads((run.dir / 'config.json').read_text())['epochs'] == 8
     run.close()
+
+
+def test_failed_setup_leaves_no_run_folder_and_no_lock(tmp_path):
+    with pytest.raises(ZeroDivisionError):
+        with Run(parse(tmp_path), kind='unit'):
+            1 / 0  # e.g. bad data found while setting up
+    assert not (tmp_path / 'runs' / 'exp').exists() and not (tmp_path / 'runs' / '.exp.lock').exists()
+    Run(parse(tmp_path), kind='unit').close()  # the same run name starts without --resume
 
 
 def test_resume_of_missing_run_is_an_error(tmp_path):
@@ -139,29 +156,36 @@ def _data():
     return TensorDataset(x, x.sum(1, keepdim=True).sin())
 
 
-def _train(args, kind='tiny'):
-    """What a training script does, with every object built afresh (as in a new process)."""
+def _train(args, kind='tiny', bad_step=None):
+    """What a training script does, with every object built afresh (as in a new process), through utils.engine.
+    `bad_step`: the loss of that global step is NaN."""
     seed_everything(args.seed)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[1, 3], gamma=0.5)
     loader = make_loader(_data(), args.batch_size, shuffle=True, drop_last=False, collate_fn=None,
                          seed=args.seed)
-    run = Run(args, kind)
-    start_epoch, step = resume_or_start(run, model, optimizer, scheduler)
-    for epoch in range(start_epoch, args.epochs):
+    calls = []
+
+    def step(batch):
+        x, y = batch
+        loss = nn.functional.mse_loss(model(x), y)
+        calls.append(None)
+        if bad_step is not None and len(calls) + done == bad_step:
+            loss = loss * float('nan')
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {'loss': loss.detach(), 'lr': scheduler.get_last_lr()[0]}
+
+    def plan(epoch):
         set_epoch(loader, epoch)
-        for x, y in run.progress(loader, f'epoch {epoch}'):
-            loss = nn.functional.mse_loss(model(x), y)
-            check_finite(loss, step)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            run.log(step, {'loss': loss, 'lr': scheduler.get_last_lr()[0]})
-        scheduler.step()
-        run.save_checkpoint(make_checkpoint(model, optimizer, scheduler, epoch, step, run.config, kind), epoch)
-    run.close()
+        return EpochPlan(loader, step, f'epoch {epoch}', len(loader))
+    with Run(args, kind) as run:
+        resume = run.resume_state()
+        done = 0 if resume is None else resume['step']
+        fit(run, TrainState({'net': model}, {'sgd': optimizer}, {'lr': scheduler}, epoch_schedulers=True),
+            args.epochs, plan, config=run.config, resume=resume)
     return model
 
 
@@ -180,7 +204,8 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert log == [json.loads(line) for line in (tmp_path / 'runs/whole/log.jsonl').read_text().splitlines()]
     last = load_checkpoint(tmp_path / 'runs/split/checkpoints/last.pt')
     assert (last['epoch'], last['step'], last['kind'], last['config']['epochs']) == (3, 12, 'tiny', 4)
-    assert set(last) == {'model', 'optimizer', 'scheduler', 'epoch', 'step', 'config', 'rng', 'kind'}
+    assert set(last) == {'format', 'model', 'optimizer', 'scheduler', 'epoch', 'step', 'config', 'rng', 'kind'}
+    assert (set(last['model']), set(last['optimizer']), set(last['scheduler'])) == ({'net'}, {'sgd'}, {'lr'})
 
 
 def test_resume_without_rng_restore_diverges(tmp_path, monkeypatch):
@@ -204,3 +229,100 @@ def test_keep_checkpoints_prunes_old_epochs_but_keeps_last(tmp_path):
     ckpts = tmp_path / 'runs/exp/checkpoints'
     assert sorted(p.name for p in ckpts.glob('*.pt')) == ['epoch_002.pt', 'epoch_003.pt', 'last.pt']
     assert load_checkpoint(ckpts / 'last.pt')['epoch'] == 3
+
+
+# --- the run lock (one process per run folder) ---------------------------------------------------------------
+LOCK_SCRIPT = textwrap.dedent("""
+    import argparse, sys, time
+    sys.path.insert(0, {repo!r})
+    from utils.cli import add_common_args, main
+    from utils.run import Run
+    def entry(argv):
+        parser = argparse.ArgumentParser()
+        add_common_args(parser, epochs=1, batch_size=1, seed=0, run_name='locked')
+        args = parser.parse_args(['--runs-dir', {runs!r}, '--quiet'])
+        with Run(args, 'unit') as run:
+            run.start()
+            print('started', flush=True)
+            time.sleep(float(sys.argv[1]))
+    main(entry, [])
+""")
+
+
+def test_two_processes_cannot_share_a_run_folder(tmp_path):
+    script = tmp_path / 'hold.py'
+    script.write_text(LOCK_SCRIPT.format(repo=str(REPO_ROOT), runs=str(tmp_path / 'runs')))
+    first = subprocess.Popen([sys.executable, str(script), '30'], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == 'started'
+        second = subprocess.run([sys.executable, str(script), '0'], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert second.stderr.count('\n') == 1 and f'in use by process {first.pid}' in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # the killed owner left its lock: reported as stale, cleared only on request
+    lock = tmp_path / 'runs' / '.locked.lock'
+    assert json.loads(lock.read_text())['pid'] == first.pid
+    args = parse(tmp_path, '--resume', run_name='locked')
+    with pytest.raises(RunFolderError, match=f'stale lock .* process {first.pid} .*--clear-stale-lock'):
+        Run(args, 'unit')
+    with pytest.raises(RunFolderError, match='flags differ'):  # the lock goes first, then the folder is checked
+        Run(parse(tmp_path, '--resume', '--clear-stale-lock', run_name='locked'), 'unit')
+    assert not lock.exists()
+
+
+# --- damaged checkpoints, interrupted writes, the log after --resume ------------------------------------------
+def test_damaged_last_checkpoint_names_the_newest_intact_one(tmp_path):
+    _train(parse(tmp_path, '--quiet', '--epochs', '3'))
+    ckpts = tmp_path / 'runs/exp/checkpoints'
+    (ckpts / 'last.pt').write_bytes((ckpts / 'last.pt').read_bytes()[:100])   # truncated
+    (ckpts / 'epoch_002.pt').write_bytes(b'')                                 # empty
+    with pytest.raises(RunFolderError, match=r'last\.pt is damaged .*newest intact checkpoint is .*epoch_001\.pt '
+                                             r'\(epoch 1, step 6\).*--resume --resume-from'):
+        _train(parse(tmp_path, '--quiet', '--epochs', '4', '--resume'))
+    resumed = _train(parse(tmp_path, '--quiet', '--epochs', '4', '--resume', '--resume-from',
+                           str(ckpts / 'epoch_001.pt')))
+    whole = _train(parse(tmp_path, '--quiet', '--epochs', '4', run_name='whole'))
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    log = [json.loads(line)['step'] for line in (tmp_path / 'runs/exp/log.jsonl').read_text().splitlines()]
+    assert log == list(range(1, 13))  # the rows after step 6 were dropped, then logged again once
+    with pytest.raises(RunFolderError, match='not a checkpoint of this run'):
+        Run(parse(tmp_path, '--resume', '--resume-from', str(tmp_path / 'runs/whole/checkpoints/last.pt')),
+            'tiny').resume_state()
+
+
+def test_temporary_files_of_an_interrupted_write_are_removed(tmp_path, capsys):
+    _train(parse(tmp_path, '--quiet', '--epochs', '1'))
+    orphan = tmp_path / 'runs/exp/checkpoints/.epoch_001.pt.12345.tmp'
+    orphan.write_bytes(b'partial')
+    _train(parse(tmp_path, '--quiet', '--epochs', '2', '--resume'))
+    assert not orphan.exists() and 'removed 1 temporary file' in capsys.readouterr().err
+
+
+def test_non_finite_loss_says_what_is_on_disk(tmp_path):
+    with pytest.raises(NonFiniteLossError, match='at step 2: training stopped; no checkpoint was saved yet'):
+        _train(parse(tmp_path, '--quiet', '--epochs', '2'), bad_step=2)
+    with pytest.raises(NonFiniteLossError, match=r'at step 5: .*newest checkpoint is .*epoch_000\.pt'):
+        _train(parse(tmp_path, '--quiet', '--epochs', '2', run_name='later'), bad_step=5)
+
+
+def test_checkpoints_of_the_earlier_layouts_are_read(tmp_path, capsys):
+    net = nn.Linear(2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    old_ilcacm = {'model': net.state_dict(), 'optimizer': opt.state_dict(), 'scheduler': None, 'epoch': 0,
+                  'step': 3, 'config': {}, 'rng': [], 'kind': 'ilcacm'}
+    save_checkpoint(tmp_path / 'ilcacm.pt', old_ilcacm)
+    state = read_checkpoint(tmp_path / 'ilcacm.pt')
+    assert set(state['model']) == {'ilcacm'} and set(state['optimizer']) == {'adamw'} and state['scheduler'] == {}
+    assert torch.equal(state['model']['ilcacm']['weight'], net.weight) and 'earlier checkpoint layout' in \
+        capsys.readouterr().err
+    opt.param_groups[0]['initial_lr'] = 0.1
+    old_wsdec = {'model': {'cg': net.state_dict()}, 'optimizer': {'cg': opt.state_dict()},
+                 'scheduler': {'milestones': [1, 2], 'gamma': 0.1, 'last_epoch': 2}, 'epoch': 1, 'step': 3,
+                 'config': {}, 'rng': [], 'kind': 'wsdec_cg'}
+    save_checkpoint(tmp_path / 'wsdec.pt', old_wsdec)
+    schedule = read_checkpoint(tmp_path / 'wsdec.pt')['scheduler']['cg']
+    fresh = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD(net.parameters(), lr=0.1), lambda e: 0.1 ** min(e, 2))
+    fresh.load_state_dict(schedule)
+    assert fresh.last_epoch == 2 and fresh.get_last_lr() == pytest.approx([1e-3])

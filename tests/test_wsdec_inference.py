@@ -1,4 +1,4 @@
-"""WSDEC test-time procedures (utils/wsdec_inference.py) on tiny random models and the tiny synthetic data."""
+"""WSDEC test-time procedures (models/wsdec/inference.py) on tiny random models and the tiny synthetic data."""
 
 import pytest
 import torch
@@ -11,10 +11,10 @@ from utils.annotations import load_annotations
 from utils.features import open_features
 from utils.vocab import Vocabulary
 from utils.wsdec_data import WSDECDataset, wsdec_collate
-from utils.wsdec_inference import (InferenceOptions, aggregate_runs, build_submission, caption_gt_segments,
-                                   dense_captioning, dense_captions, flatten_segments, initial_segments,
-                                   localize_sentences, pretrain_random_captions, random_localization,
-                                   random_test_markdown, resolve_options)
+from models.wsdec.config import InferenceOptions, resolve_options
+from models.wsdec.inference import (aggregate_runs, build_submission, caption_gt_segments, dense_captioning,
+                                    dense_captions, flatten_segments, initial_segments, localize_sentences,
+                                    pretrain_random_captions, random_localization, random_test_markdown)
 
 
 pytestmark = pytest.mark.usefixtures('single_thread')

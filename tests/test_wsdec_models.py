@@ -10,7 +10,7 @@ from models.wsdec import CaptionGenerator, RegressorLocalizer, SentenceLocalizer
 from models.wsdec.beam_search import beam_search
 from models.wsdec.caption_generator import end_step
 from models.wsdec.inference import anchors, gen_random_segments, refine_temporal_segments
-from models.wsdec.reference import beam_search_one_by_one, encode_step_by_step
+from scripts.benchmark_wsdec_reference import beam_search_one_by_one, encode_step_by_step
 from models.wsdec.state_dict_names import from_original, to_original
 from utils.segments import cw2se, se2cw, segment_iou
 

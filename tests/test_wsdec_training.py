@@ -14,8 +14,8 @@ from utils.checkpoint import load_checkpoint
 from utils.features import open_features
 from utils.vocab import Vocabulary
 from utils.wsdec_data import WSDECDataset, wsdec_collate
-from utils.wsdec_training import (classification_step, cycle_parameter_groups, cycle_step, first_argmax,
-                                  lr_at_epoch, phase_at_epoch, pseudo_labels, set_epoch_lr, sgd)
+from models.wsdec.steps import (classification_step, cycle_parameter_groups, cycle_step, epoch_schedule, first_argmax,
+                                lr_at_epoch, phase_at_epoch, pseudo_labels, sgd)
 
 TINY = ['--hidden-dim', '16', '--quiet', '--device', 'cpu', '--limit-videos', '8']
 
@@ -31,7 +31,7 @@ PRETRAIN_LR = [1e-2] * 20 + [1e-3] * 30 + [1e-4] * 20 + [1e-5] * 30      # spec 
 
 @pytest.mark.parametrize('name, table', [('train_final', FINAL_LR), ('train_cg_pretrain', PRETRAIN_LR)])
 def test_lr_per_epoch_golden_table(name, table):
-    defaults = script(name).build_parser().parse_args(['--checkpoint_cg', 'x'] if name == 'train_final' else [])
+    defaults = script(name).build_parser().parse_args(['--checkpoint-cg', 'x'] if name == 'train_final' else [])
     assert defaults.epochs == len(table)
     assert [lr_at_epoch(defaults.lr, defaults.lr_step, e) for e in range(defaults.epochs)] == pytest.approx(table)
 
@@ -51,7 +51,7 @@ def test_lr_matches_modern_multisteplr_stepped_after_each_epoch():
     ('train_sl', 100, 96, [5, 20, 50])])
 def test_script_defaults_are_the_papers(name, epochs, batch, lr_step):
     needs_cg = name in ('train_final', 'train_baseline_regressor')
-    args = script(name).build_parser().parse_args(['--checkpoint_cg', 'x'] if needs_cg else [])
+    args = script(name).build_parser().parse_args(['--checkpoint-cg', 'x'] if needs_cg else [])
     assert (args.epochs, args.batch_size, args.lr_step, args.lr, args.seed) == (epochs, batch, lr_step, 1e-2, 233)
     if name == 'train_final':
         assert (args.sl_batch_size, args.alter_step, args.grad_clip, args.regressor_scale, args.fc_dropout) == \
@@ -72,7 +72,7 @@ def test_phase_schedule():
 def tiny_models(vocab_size, regressor_scale=0.3, sl_type='anchor'):
     args = argparse.Namespace(hidden_dim=16, embedding_dim=None, rnn_dropout=0.3, max_cap_length=6, fc_dropout=0.3,
                               regressor_scale=regressor_scale, modern_bn_init=False)
-    from utils.wsdec_training import cg_config, sl_config
+    from models.wsdec.config import cg_config, sl_config
     torch.manual_seed(0)
     return build_models_from_config({'cg': cg_config(args, vocab_size, 500),
                                      'sl': sl_config(args, vocab_size, 500, sl_type)})
@@ -114,8 +114,12 @@ def test_cycle_parameter_groups():
     assert ids['cg'] == {id(p) for p in cg.parameters()}
     assert [g['lr'] for g in opt.param_groups] == pytest.approx([1e-2, 1e-3, 1e-2])
     assert all(g['momentum'] == 0.8 and g['weight_decay'] == 1e-4 for g in opt.param_groups)
-    set_epoch_lr([opt], [1, 2, 20], 2)
+    schedule = epoch_schedule(opt, [1, 2, 20])
+    for _ in range(2):  # stepped after epochs 0 and 1: epoch 2's lr
+        opt.step()
+        schedule.step()
     assert [g['lr'] for g in opt.param_groups] == pytest.approx([1e-4, 1e-5, 1e-4])
+    assert [g['lr'] for g in opt.param_groups] == [lr_at_epoch(b, [1, 2, 20], 2) for b in (1e-2, 1e-3, 1e-2)]
 
 
 def test_first_argmax_ties_go_to_the_lowest_index():
@@ -205,7 +209,8 @@ def test_cg_pretrain_checkpoint(pretrained):
     assert ckpt['kind'] == 'wsdec_cg_pretrain' and ckpt['epoch'] == 1 and ckpt['step'] == 4
     assert set(models) == {'cg'} and ckpt['config']['models']['cg']['hidden_dim'] == 16
     assert ckpt['config']['vocab'] == Vocabulary.load(folder / 'vocab.json').id_to_word
-    assert ckpt['scheduler'] == {'milestones': [20, 50, 70], 'gamma': 0.1, 'last_epoch': 2}
+    schedule = ckpt['scheduler']['cg']  # the LambdaLR of epoch_schedule, stepped after each epoch
+    assert (schedule['last_epoch'], schedule['base_lrs'], schedule['_last_lr']) == (2, [1e-2], [1e-2])
     logs = [json.loads(line) for line in (folder / 'log.jsonl').read_text().splitlines()]
     assert [r['step'] for r in logs] == [1, 2, 3, 4] and logs[0]['lr'] == pytest.approx(1e-2)
 
@@ -223,7 +228,7 @@ def test_resume_equals_uninterrupted(pretrained, tiny_data):
 
 @pytest.mark.parametrize('name, kind, extra', [
     ('train_cg', 'wsdec_cg', []), ('train_sl', 'wsdec_sl', ['--fixed-regression-target']),
-    ('train_baseline_regressor', 'wsdec_noclass', ['--checkpoint_cg', 'PRE'])])
+    ('train_baseline_regressor', 'wsdec_noclass', ['--checkpoint-cg', 'PRE'])])
 def test_other_scripts_run_and_rebuild(name, kind, extra, pretrained, tiny_data):
     runs, pre = pretrained
     extra = [str(pre / 'checkpoints' / 'last.pt') if e == 'PRE' else e for e in extra]
@@ -244,7 +249,7 @@ def test_final_chain_sl_and_cg_phases(pretrained, tiny_data):
     if shutil.which('java') is None:
         pytest.skip('Java is needed for METEOR pseudo-labels')
     runs, pre = pretrained
-    folder = run_script('train_final', tiny_data, runs, 'final', '--checkpoint_cg', str(pre / 'checkpoints' / 'last.pt'),
+    folder = run_script('train_final', tiny_data, runs, 'final', '--checkpoint-cg', str(pre / 'checkpoints' / 'last.pt'),
                         '--epochs', '2', '--batch-size', '4', '--sl-batch-size', '2', '--max-steps-per-epoch', '2')
     ckpt, models = rebuild(folder / 'checkpoints' / 'last.pt')
     assert ckpt['kind'] == 'wsdec_final' and set(models) == {'cg', 'sl'}
@@ -264,7 +269,9 @@ def test_cycle_step_shared_video_encoding_equals_two_separate_calls(tiny_batch):
     # encoders over every padded step
     import copy
     from models.layers.gru_encoder import SequenceEncoder
-    from utils.wsdec_training import CYCLE_NOISE, RECONSTRUCTION_WEIGHT, caption_loss, localizer_inputs
+    from models.wsdec.caption_generator import caption_loss
+    from models.wsdec.config import CYCLE_NOISE, RECONSTRUCTION_WEIGHT
+    from models.wsdec.steps import localizer_inputs
     batch, vocab = tiny_batch
     models = tiny_models(len(vocab))
     for model in models.values():

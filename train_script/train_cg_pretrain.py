@@ -5,38 +5,32 @@
 Paper defaults: 100 epochs, batch 36, SGD lr 1e-2 (momentum 0.8, wd 1e-4) ×0.1 at epochs 20, 50, 70
 (0.3.1 scheduler semantics), one random sentence per video per epoch, (c, w) = (0.5, 1.0) for every sample,
 loss L_cap (summed over tokens / sentences). A checkpoint is saved every epoch; the original's choice of
-epoch for cg_pretrain.ckp is unknown. Evaluate with the WSDEC evaluation scripts.
+epoch for cg_pretrain.ckp is unknown. Evaluate with eval_script/evaluate.py (→ evaluate_pretrain).
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import torch
-
-from utils.run import add_common_args
-from utils.wsdec_training import (add_legacy_args, add_model_args, add_optim_args, inference_defaults, parser_for,
-                                  train_caption_generator)
+from models.wsdec.config import add_legacy_args, add_model_args, add_optim_args, inference_defaults
+from models.wsdec.runs import train_caption_generator
+from models.wsdec.steps import whole_video
+from utils import cli
 
 KIND = 'wsdec_cg_pretrain'
-WHOLE_VIDEO = (0.5, 1.0)  # spec §4.1: (s, e) = (0, 1) for every sample
 
 
 def build_parser():
-    parser = parser_for(__doc__)
-    add_common_args(parser, epochs=100, batch_size=36, seed=233, run_name=KIND)
+    parser = cli.parser(__doc__)
+    cli.add_common_args(parser, epochs=100, batch_size=36, seed=233, run_name=KIND)
     add_model_args(parser)
     add_optim_args(parser, lr_step=(20, 50, 70))
     add_legacy_args(parser, 'zero_grad_set_to_none')
     return parser
 
 
-def whole_video(batch):
-    return torch.tensor(WHOLE_VIDEO, device=batch.video.device).expand(batch.caption.size(0), 2)
-
-
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = cli.parse(build_parser(), argv)
     # evaluate_pretrain.py: one random segment per video, batch 36 (spec §4.4)
     train_caption_generator(args, KIND, whole_video, inference_defaults(procedure='random_segment', batch_size=36))
 
 
 if __name__ == '__main__':
-    main()
+    cli.main(main)

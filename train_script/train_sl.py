@@ -9,18 +9,19 @@ their feature indices (index / L). Used by the supervised localization and two-s
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-from models.wsdec import build_models_from_config
-from utils.run import add_common_args
-from utils.wsdec_training import (add_legacy_args, add_model_args, add_optim_args, checkpoint_config, fit,
-                                  inference_defaults, localizer_inputs, parser_for, run_epoch, sgd, sl_config,
-                                  start_run, train_loader, training_miou)
+from models.wsdec.config import add_legacy_args, add_model_args, add_optim_args, inference_defaults, sl_config
+from models.wsdec.factory import build_models_from_config
+from models.wsdec.runs import checkpoint_config, epoch_batches, epoch_lr, save_vocab, start_training, train_loader
+from models.wsdec.steps import epoch_schedule, localizer_step, sgd
+from utils import cli
+from utils.engine import EpochPlan, TrainState, fit
 
 KIND = 'wsdec_sl'
 
 
 def build_parser():
-    parser = parser_for(__doc__)
-    add_common_args(parser, epochs=100, batch_size=96, seed=233, run_name=KIND)
+    parser = cli.parser(__doc__)
+    cli.add_common_args(parser, epochs=100, batch_size=96, seed=233, run_name=KIND)
     add_model_args(parser, fc_dropout=0.3, regressor_scale=0.1)
     add_optim_args(parser, lr_step=(5, 20, 50))
     parser.add_argument('--lambda', dest='lambda_', type=float, default=0.1, help='weight of the L1 regression loss')
@@ -28,35 +29,27 @@ def build_parser():
     return parser
 
 
-def supervised_step(sl, optimizer, args):
-    def step(batch):
-        sl.train()
-        score, refine, seconds = sl(*localizer_inputs(batch), mode='forward')
-        length = batch.video_length[:, 0].index_select(0, batch.caption_gather_idx)
-        loss = sl.build_loss(score, refine, batch.timestamp_idx / length.unsqueeze(1), args.lambda_)
-        optimizer.zero_grad(set_to_none=args.zero_grad_set_to_none)
-        loss.backward()
-        optimizer.step()
-        return {'loss': loss.detach(), 'miou': training_miou(seconds, batch)}
-    return step
-
-
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    run, data, device = start_run(args, KIND)
-    models_config = {'sl': sl_config(args, len(data.vocab), data.features.dim)}
-    sl = build_models_from_config(models_config)['sl'].to(device)
-    optimizers = {'sl': sgd(sl.parameters(), args.lr)}
-    loader = train_loader(data, args.batch_size, args)
-    # evaluate_localization_sl.py: batch 8/3 = 2 (spec §4.5)
-    config = checkpoint_config(run, models_config, data, inference_defaults(procedure='localization', batch_size=2))
+    args = cli.parse(build_parser(), argv)
+    run, data, device = start_training(args, KIND)
+    with run:
+        models_config = {'sl': sl_config(args, len(data.vocab), data.features.dim)}
+        sl = build_models_from_config(models_config)['sl'].to(device)
+        optimizer = sgd(sl.parameters(), args.lr)
+        state = TrainState({'sl': sl}, {'sl': optimizer}, {'sl': epoch_schedule(optimizer, args.lr_step)},
+                           epoch_schedulers=True)
+        loader = train_loader(data, args.batch_size, args)
+        step = localizer_step(sl, optimizer, args.lambda_, set_to_none=args.zero_grad_set_to_none)
+        # evaluate_localization_sl.py: batch 8/3 = 2 (spec §4.5)
+        config = checkpoint_config(run, models_config, data, inference_defaults(procedure='localization', batch_size=2))
+        resume = run.resume_state()
+        save_vocab(run, data.vocab)
 
-    def epoch_fn(epoch, step, lr):
-        step, means = run_epoch(run, loader, epoch, step, supervised_step(sl, optimizers['sl'], args), device,
-                                max_steps=args.max_steps_per_epoch, desc=f'epoch {epoch}', scalars={'lr': lr})
-        return step, means, ''
-    fit(run, args, {'sl': sl}, optimizers, config, epoch_fn)
+        def plan(epoch):
+            return EpochPlan(epoch_batches(loader, epoch, device), step, f'epoch {epoch}', len(loader),
+                             {'lr': epoch_lr(args, epoch)}, max_steps=args.max_steps_per_epoch)
+        fit(run, state, args.epochs, plan, config=config, resume=resume)
 
 
 if __name__ == '__main__':
-    main()
+    cli.main(main)

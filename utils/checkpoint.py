@@ -18,16 +18,16 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: training stops without saving (DESIGN.md "Errors")."""
 
 
-def check_finite(loss: torch.Tensor, step: int) -> None:
-    """Raise `NonFiniteLossError` naming `step` if `loss` holds a NaN or an infinity.
+def check_finite(loss: torch.Tensor, step: int, saved: str | None = None) -> None:
+    """Raise `NonFiniteLossError` naming `step` if `loss` holds a NaN or an infinity; `saved` says what the
+    run has on disk (`Run.saved_checkpoints`).
 
     Under DDP call it on the all-reduced loss so that every process stops at the same step.
     """
     if not bool(torch.isfinite(loss.detach()).all()):
         value = loss.detach().float().flatten()[:4].tolist()
-        raise NonFiniteLossError(
-            f"non-finite loss {value} at step {step}: training stopped and nothing was saved "
-            f"after step {step}; the last good checkpoint (checkpoints/last.pt) was kept")
+        raise NonFiniteLossError(f"non-finite loss {value} at step {step}: training stopped; "
+                                 f"{saved or 'nothing was saved for this step'}")
 
 
 @contextlib.contextmanager

@@ -157,6 +157,13 @@ def select_videos(annotations, store, policy='error', source=''):
     return [v for v in vids if v not in missing]
 
 
+def check_feature_width(features, expected_dim: int, checkpoint_path, feature_path) -> None:
+    """Refuse features whose width differs from the model's (evaluation of a checkpoint on other features)."""
+    if features.dim != expected_dim:
+        raise FeatureError(f"{feature_path}: {features.dim}-d features, but the model of {checkpoint_path} expects "
+                           f"{expected_dim}-d ones (features of another kind, or another PCA?)")
+
+
 def hdf5_to_npy(src, dst, key='c3d_features'):
     """Write ``f[vid][key]`` of every video as ``dst/<vid>.npy`` (dtype kept, no subsampling)."""
     if not Path(src).is_file():

@@ -1,29 +1,37 @@
-"""Run folders, common command-line flags, devices and resuming (DESIGN.md "Data flow").
+"""Run folders, the one checkpoint format, the one resume path, devices (DESIGN.md "Data flow").
 
-A training script does, in this order (DETR's main.py shape; each experiment keeps its own loop):
+A training script does, in this order (utils/engine.py runs the loop):
 
-    args = parser.parse_args()                       # parser built with add_common_args(...)
-    init_distributed(args.device); seed_everything(args.seed + get_rank())
-    run = Run(args, kind='wsdec_final')              # runs/<run-name>/
-    model, optimizer, scheduler = ...
-    start_epoch, step = resume_or_start(run, model, optimizer, scheduler)
-    for epoch in range(start_epoch, args.epochs):
-        set_epoch(loader, epoch)
-        for batch in run.progress(loader, f'epoch {epoch}'):
-            ...; check_finite(loss, step); run.log(step, {'loss': loss})
-        run.save_checkpoint(make_checkpoint(model, optimizer, scheduler, epoch, step, run.config, run.kind), epoch)
-    run.close()
+    with Run(args, kind='wsdec_final') as run:      # checks runs/<run-name>/ and locks it; creates nothing yet
+        ... data, models, optimisers ...             # a failure here leaves no run folder behind
+        state = run.resume_state()                   # --resume: the newest intact checkpoint, else None
+        engine.fit(run, ...)                         # run.start(): folder, config.json, log.jsonl, TensorBoard
 
 Run folder `runs/<run-name>/`: `config.json` (the parsed flags + `kind`), `log.jsonl` (one JSON line per
 `run.log`), `tensorboard/`, `checkpoints/{last,epoch_NNN}.pt`, `predictions/`, `metrics/`.
-Existing-run protection: starting a run whose folder already holds a `config.json` is an error unless
-`--resume` is given; `--resume` requires that folder and a config that differs at most in
-`RESUMABLE_CHANGES` (e.g. a larger `--epochs` to extend training). Epochs count from 0; the
-checkpoint of epoch `e` is saved after epoch `e` ends and a resumed run starts at epoch `e + 1`.
+
+* Existing-run protection: a folder that already holds a `config.json` is refused unless `--resume`; `--resume`
+  needs that folder and a config that differs at most in `RESUMABLE_CHANGES` (e.g. a larger `--epochs`).
+* One process per run folder: `Run` takes an exclusive lock file `runs/.<run-name>.lock` (created with O_EXCL,
+  holding the owner's pid and host) and removes it on exit; a second process is refused. A lock left by a
+  process that no longer exists is reported; `--clear-stale-lock` removes it.
+* Epochs count from 0; the checkpoint of epoch `e` is saved after epoch `e` ends, a resumed run starts at `e + 1`,
+  and `log.jsonl` / TensorBoard drop what was logged after the checkpoint's step (no doubled curves).
+* A damaged checkpoint is named with the newest intact `epoch_NNN.pt` to `--resume-from`; temporary files left
+  by a write that was killed are removed when the run starts.
+
+Checkpoint (`make_checkpoint`, format 2): `{'format', 'model': {part: state_dict}, 'optimizer': {name: sd},
+'scheduler': {name: sd}, 'epoch', 'step', 'config', 'rng': [state per process], 'kind', ...extra}` of plain
+tensors and JSON-able values, read with `torch.load(weights_only=True)`. `upgrade_checkpoint` reads the
+earlier layouts (ILCACM's single model, WSDEC's hand-written schedule) in memory.
 """
+import atexit
 import contextlib
+import datetime
 import json
+import os
 import shutil
+import socket
 import sys
 import warnings
 from dataclasses import dataclass
@@ -32,26 +40,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from utils.checkpoint import (NonFiniteLossError, atomic_path, capture_rng_state, check_finite,
-                              load_checkpoint, restore_rng_state, save_checkpoint, seed_everything,
-                              seed_worker)
+from utils.checkpoint import atomic_path, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.distributed import all_gather_object, barrier, get_rank, get_world_size, is_main_process, unwrap
 
-# Scripts may import everything run-related from here.
-__all__ = ['DataPaths', 'data_paths', 'add_common_args', 'Run', 'RunFolderError', 'DeviceError',
-           'RESUMABLE_CHANGES', 'make_checkpoint', 'resume_or_start', 'restore_training_state', 'resolve_device',
-           'autocast',
-           'NonFiniteLossError', 'check_finite', 'seed_everything', 'seed_worker']
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_FORMAT = 2
 
 # Flags that may change between a run and its --resume continuation: they do not alter what is learnt
 # (epochs only extends the schedule; device changes only float rounding).
-RESUMABLE_CHANGES = ('resume', 'quiet', 'epochs', 'num_workers', 'device', 'keep_checkpoints')
+RESUMABLE_CHANGES = ('resume', 'resume_from', 'clear_stale_lock', 'quiet', 'epochs', 'num_workers', 'device',
+                     'keep_checkpoints', 'debug')
 
 
 class RunFolderError(ValueError):
-    """The run folder conflicts with the request (exists without --resume, or --resume finds nothing)."""
+    """The run folder conflicts with the request (exists without --resume, locked, damaged checkpoint...)."""
 
 
 class DeviceError(ValueError):
@@ -82,29 +84,6 @@ def data_paths(data_root: str | None) -> DataPaths:
                      features / 'c3d.hdf5', features / 'clip')
 
 
-def add_common_args(parser, *, epochs: int, batch_size: int, seed: int, run_name: str):
-    """Add the flags every training script shares; the keyword values are the experiment's defaults."""
-    parser.add_argument('--data-root', default=None,
-                        help='data root with captions/ and features/ (default: ActivityNet files in data/)')
-    parser.add_argument('--run-name', default=run_name, help='run folder name under --runs-dir')
-    parser.add_argument('--runs-dir', default='runs', help='folder holding the run folders')
-    parser.add_argument('--epochs', type=int, default=epochs)
-    parser.add_argument('--batch-size', type=int, default=batch_size,
-                        help='global batch size (split between torchrun processes)')
-    parser.add_argument('--seed', type=int, default=seed)
-    parser.add_argument('--device', default='auto', help="'auto' (cuda if available, else cpu), cpu, cuda, cuda:N")
-    parser.add_argument('--resume', action='store_true',
-                        help='continue the run in runs/<run-name>/ from checkpoints/last.pt')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
-    parser.add_argument('--num-workers', type=int, default=0, help='DataLoader worker processes')
-    parser.add_argument('--missing-features', choices=('error', 'skip'), default='error',
-                        help='videos with annotations but no features: stop with an error, or skip them')
-    parser.add_argument('--keep-checkpoints', type=int, default=0, metavar='K',
-                        help='keep only the K newest checkpoints/epoch_NNN.pt (last.pt is always kept); '
-                             '0 keeps every epoch, as the originals did')
-    return parser
-
-
 def _jsonable(value, key: str):
     """`value` as JSON types (paths become strings, tuples lists); anything else is an error."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -123,6 +102,69 @@ def run_config(args, kind: str) -> dict:
     return {**{k: _jsonable(v, k) for k, v in sorted(vars(args).items())}, 'kind': kind}
 
 
+# ------------------------------------------------------------------------------------------------ the lock
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """`runs/.<name>.lock`: created with O_EXCL, holds the owner's pid and host; removed by `release`."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir.parent / f'.{run_dir.name}.lock'
+        self.held = False
+
+    def _owner(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self, run_dir: Path, clear_stale: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._refuse_or_clear(run_dir, clear_stale)
+                continue
+            with os.fdopen(fd, 'w') as f:
+                json.dump({'pid': os.getpid(), 'host': socket.gethostname(), 'argv': sys.argv,
+                           'started': datetime.datetime.now().isoformat(timespec='seconds')}, f)
+            self.held = True
+            atexit.register(self.release)
+            return
+        raise RunFolderError(f"run folder {run_dir}: could not take the lock {self.path}")
+
+    def _refuse_or_clear(self, run_dir: Path, clear_stale: bool) -> None:
+        owner = self._owner()
+        pid, host = owner.get('pid'), owner.get('host')
+        here = host == socket.gethostname()
+        if isinstance(pid, int) and here and _process_alive(pid):
+            raise RunFolderError(f"run folder {run_dir} is in use by process {pid} (started "
+                                 f"{owner.get('started', '?')}; lock {self.path}); wait for it to end or choose "
+                                 f"another --run-name")
+        if not clear_stale:
+            who = f"process {pid} on {host}" if pid else "an unknown process"
+            state = 'no longer exists' if here and pid else 'cannot be checked from this machine'
+            raise RunFolderError(f"run folder {run_dir}: stale lock {self.path} left by {who}, which {state}; "
+                                 f"pass --clear-stale-lock to remove it")
+        print(f"removing the stale lock {self.path} (process {pid} on {host})", file=sys.stderr)
+        self.path.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+# ------------------------------------------------------------------------------------------------ the run
 class Run:
     """One run folder. Every process may call every method; only the main process writes."""
 
@@ -134,15 +176,22 @@ class Run:
         self.predictions_dir = self.dir / 'predictions'
         self.metrics_dir = self.dir / 'metrics'
         self.is_main = is_main_process()
-        self._check_folder()
-        barrier()  # every process has checked the folder before the main process creates it
+        self.started = False
+        self.resume_step = None
         self._log_file = self._writer = None
+        self._lock = RunLock(self.dir)
         if self.is_main:
-            self._create_folder()
+            self._lock.acquire(self.dir, getattr(args, 'clear_stale_lock', False))
+        try:
+            self._check_folder()
+        except BaseException:
+            self._lock.release()
+            raise
+        barrier()  # every process has checked the folder before the main process creates it
 
     def _check_folder(self) -> None:
         config_path = self.dir / 'config.json'
-        if not self.args.resume:
+        if not getattr(self.args, 'resume', False):
             if config_path.exists():
                 raise RunFolderError(f"run folder {self.dir} already holds a run ({config_path}); pass "
                                      f"--resume to continue it, or choose a new --run-name")
@@ -158,19 +207,56 @@ class Run:
             raise RunFolderError(f"--resume: the flags differ from {config_path} ({diff}); only "
                                  f"{', '.join(RESUMABLE_CHANGES)} may change when resuming. Use a new --run-name")
 
-    def _create_folder(self) -> None:
+    def start(self) -> 'Run':
+        """Create the folder (after setup succeeded): config.json, log.jsonl (cut to the resumed step),
+        TensorBoard; remove temporary files of interrupted writes. Idempotent."""
+        if self.started:
+            return self
+        self.started = True
+        if not self.is_main:
+            return self
         from torch.utils.tensorboard import SummaryWriter  # slow import: main process only
         for sub in (self.checkpoints_dir, self.predictions_dir, self.metrics_dir):
             sub.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
         with atomic_path(self.dir / 'config.json') as tmp:
             tmp.write_text(json.dumps(self.config, indent=2) + '\n')
-        self._log_file = open(self.dir / 'log.jsonl', 'a')
-        self._writer = SummaryWriter(log_dir=str(self.dir / 'tensorboard'))
+        log_path = self.dir / 'log.jsonl'
+        if self.resume_step is not None:
+            self._truncate_log(log_path, self.resume_step)
+        self._log_file = open(log_path, 'a')
+        purge = None if self.resume_step is None else self.resume_step + 1
+        self._writer = SummaryWriter(log_dir=str(self.dir / 'tensorboard'), purge_step=purge)
+        return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of `atomic_path` (`.<name>.<pid>.tmp`): the lock is held, so none is being written."""
+        stale = sorted(p for d in (self.dir, self.checkpoints_dir, self.predictions_dir, self.metrics_dir)
+                       for p in d.glob('.*.tmp'))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) of an interrupted write: "
+                  + ', '.join(str(p) for p in stale), file=sys.stderr)
+
+    @staticmethod
+    def _truncate_log(log_path: Path, step: int) -> None:
+        """Keep the log lines up to the resumed checkpoint's `step`: the continued run logs the rest again."""
+        if not log_path.exists():
+            return
+        lines = log_path.read_text().splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line).get('step', 0) <= step]
+        if len(kept) != len(lines):
+            with atomic_path(log_path) as tmp:
+                tmp.write_text(''.join(line + '\n' for line in kept))
+            print(f"{log_path}: dropped {len(lines) - len(kept)} line(s) logged after step {step} (the resumed "
+                  f"checkpoint); they are logged again", file=sys.stderr)
 
     def log(self, step: int, scalars: dict, split: str = 'train') -> None:
         """Append `{'step', 'split', <scalars>}` to log.jsonl and the scalars to TensorBoard as `split/name`."""
         if not self.is_main:
             return
+        self.start()
         values = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in scalars.items()}
         self._log_file.write(json.dumps({'step': step, 'split': split, **values}) + '\n')
         self._log_file.flush()
@@ -186,6 +272,7 @@ class Run:
         """Write `checkpoints/epoch_{epoch:03d}.pt` then `checkpoints/last.pt`, each atomically."""
         if not self.is_main:
             return
+        self.start()
         epoch_path = self.checkpoints_dir / f'epoch_{epoch:03d}.pt'
         save_checkpoint(epoch_path, state)
         with atomic_path(self.checkpoints_dir / 'last.pt') as tmp:
@@ -195,24 +282,68 @@ class Run:
             for old in sorted(self.checkpoints_dir.glob('epoch_*.pt'))[:-keep]:
                 old.unlink()
 
+    def saved_checkpoints(self) -> str:
+        """What a stopped run leaves behind, in words (for the non-finite-loss message)."""
+        epochs = sorted(self.checkpoints_dir.glob('epoch_*.pt'))
+        if not epochs:
+            return 'no checkpoint was saved yet'
+        return f"the newest checkpoint is {epochs[-1]} (also checkpoints/last.pt); nothing after it was saved"
+
     def resume_state(self) -> dict | None:
-        """The content of checkpoints/last.pt when --resume is given (checked to be of this run's kind), else None."""
-        if not self.args.resume:
+        """The checkpoint to continue from under --resume (`--resume-from`, else checkpoints/last.pt), checked to
+        be intact and of this run's kind; None without --resume."""
+        if not getattr(self.args, 'resume', False):
             return None
-        last = self.checkpoints_dir / 'last.pt'
-        if not last.exists():
-            raise RunFolderError(f"--resume: {last} not found; the run saved no checkpoint yet "
-                                 f"(delete {self.dir} and start again without --resume)")
-        state = load_checkpoint(last)
+        path = self._resume_path()
+        try:
+            state = load_checkpoint(path)
+        except Exception as error:  # noqa: BLE001 (a truncated or corrupt file; reported with a way out)
+            raise RunFolderError(f"--resume: {path} is damaged ({type(error).__name__}: "
+                                 f"{' '.join(str(error).split())[:200]}); {self._intact_hint(path)}") from None
+        state = upgrade_checkpoint(state, path)
         if state.get('kind') != self.kind:
-            raise RunFolderError(f"--resume: {last} is a '{state.get('kind')}' checkpoint, "
+            raise RunFolderError(f"--resume: {path} is a '{state.get('kind')}' checkpoint, "
                                  f"this script trains '{self.kind}'")
+        self.resume_step = int(state['step'])
         return state
+
+    def _resume_path(self) -> Path:
+        given = getattr(self.args, 'resume_from', None)
+        if given is None:
+            last = self.checkpoints_dir / 'last.pt'
+            if not last.exists():
+                raise RunFolderError(f"--resume: {last} not found; the run saved no checkpoint yet "
+                                     f"(delete {self.dir} and start again without --resume)")
+            return last
+        path = Path(given)
+        if not path.is_absolute() and not path.exists():
+            path = self.dir / given
+        if not path.resolve().is_relative_to(self.checkpoints_dir.resolve()):
+            raise RunFolderError(f"--resume-from {given}: not a checkpoint of this run (it must lie in "
+                                 f"{self.checkpoints_dir})")
+        if not path.is_file():
+            raise RunFolderError(f"--resume-from {given}: {path} not found")
+        return path
+
+    def _intact_hint(self, damaged: Path) -> str:
+        for path in sorted(self.checkpoints_dir.glob('epoch_*.pt'), reverse=True):
+            if path.resolve() == damaged.resolve():
+                continue
+            try:
+                state = load_checkpoint(path)
+            except Exception:  # noqa: BLE001 (damaged too: try the previous one)
+                continue
+            return (f"the newest intact checkpoint is {path} (epoch {state.get('epoch')}, step {state.get('step')}): "
+                    f"continue from it with --resume --resume-from {path}")
+        return f"no intact checkpoint in {self.checkpoints_dir}: delete {self.dir} and start again"
 
     def close(self) -> None:
         if self.is_main:
-            self._log_file.close()
-            self._writer.close()
+            if self._log_file is not None:
+                self._log_file.close()
+                self._writer.close()
+                self._log_file = self._writer = None
+            self._lock.release()
 
     def __enter__(self):
         return self
@@ -221,37 +352,28 @@ class Run:
         self.close()
 
 
-def make_checkpoint(model, optimizer, scheduler, epoch: int, step: int, config: dict, kind: str) -> dict:
-    """The checkpoint dict of DESIGN.md "Checkpoints". `rng` lists every process's RNG state by rank,
-    so under DDP this must be called on every process (it gathers them); only the main one saves it."""
-    return {
-        'model': unwrap(model).state_dict(),
-        'optimizer': optimizer.state_dict(),
-        'scheduler': None if scheduler is None else scheduler.state_dict(),
-        'epoch': epoch,
-        'step': step,
-        'config': config,
-        'rng': all_gather_object(capture_rng_state()),
-        'kind': kind,
-    }
+# ----------------------------------------------------------------------------------------- checkpoints
+def make_checkpoint(models: dict, optimizers: dict, schedulers: dict, epoch: int, step: int, config: dict,
+                    kind: str, **extra) -> dict:
+    """The one checkpoint format (module docstring). `rng` lists every process's RNG state by rank, so under DDP
+    this must be called on every process (it gathers them); only the main one saves it."""
+    return {'format': CHECKPOINT_FORMAT,
+            'model': {name: unwrap(m).state_dict() for name, m in models.items()},
+            'optimizer': {name: o.state_dict() for name, o in optimizers.items()},
+            'scheduler': {name: s.state_dict() for name, s in schedulers.items()},
+            'epoch': epoch, 'step': step, 'config': config,
+            'rng': all_gather_object(capture_rng_state()), 'kind': kind, **extra}
 
 
-def resume_or_start(run: Run, model, optimizer, scheduler) -> tuple[int, int]:
-    """Restore model, optimizer, scheduler and this process's RNG states from last.pt when --resume;
-    return (first epoch to run, global step). Without --resume: (0, 0) and nothing changes."""
-    state = run.resume_state()
-    if state is None:
-        return 0, 0
-    return restore_training_state(state, model, optimizer, scheduler)
-
-
-def restore_training_state(state: dict, model, optimizer, scheduler) -> tuple[int, int]:
-    """Load a checkpoint's model, optimizer, scheduler and this process's RNG states; return (the epoch after
-    the checkpoint's, its global step). Used by --resume and by starts from another run's checkpoint."""
-    unwrap(model).load_state_dict(state['model'])
-    optimizer.load_state_dict(state['optimizer'])
-    if scheduler is not None:
-        scheduler.load_state_dict(state['scheduler'])
+def restore_training_state(state: dict, models: dict, optimizers: dict, schedulers: dict) -> tuple[int, int]:
+    """Load a checkpoint's models, optimisers, schedulers and this process's RNG states; return (the epoch after
+    the checkpoint's, its global step). The one resume path of every training script."""
+    for name, model in models.items():
+        unwrap(model).load_state_dict(state['model'][name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state['optimizer'][name])
+    for name, scheduler in schedulers.items():
+        scheduler.load_state_dict(state['scheduler'][name])
     rng, world = state['rng'], get_world_size()
     if len(rng) != world:
         warnings.warn(f"resuming a run saved by {len(rng)} processes with {world}: the random streams "
@@ -260,6 +382,51 @@ def restore_training_state(state: dict, model, optimizer, scheduler) -> tuple[in
     return state['epoch'] + 1, state['step']
 
 
+def _legacy_wsdec_schedule(old: dict, optimizer_state: dict) -> dict:
+    """WSDEC's hand-written `{'milestones', 'gamma', 'last_epoch'}` as the state of the LambdaLR that
+    models/wsdec/steps.py `epoch_schedule` builds (lr = initial_lr · gamma^bisect_right(milestones, epoch))."""
+    import bisect
+    last = int(old['last_epoch'])
+    factor = old['gamma'] ** bisect.bisect_right(sorted(old['milestones']), last)
+    base = [group['initial_lr'] for group in optimizer_state['param_groups']]
+    return {'base_lrs': base, 'last_epoch': last, '_step_count': last + 1, '_is_initial': False,
+            '_get_lr_called_within_step': False, '_last_lr': [b * factor for b in base],
+            'lr_lambdas': [None] * len(base)}
+
+
+def upgrade_checkpoint(state: dict, path) -> dict:
+    """A checkpoint of an earlier suite version in the current format, in memory (said once on stderr)."""
+    if not isinstance(state, dict) or state.get('format') == CHECKPOINT_FORMAT or 'model' not in state:
+        return state
+    state = dict(state)
+    if all(torch.is_tensor(v) for v in state['model'].values()):  # ILCACM: one model, optimiser, scheduler
+        state['model'] = {'ilcacm': state['model']}
+        state['optimizer'] = {'adamw': state['optimizer']} if state.get('optimizer') else {}
+        state['scheduler'] = {'cosine': state['scheduler']} if state.get('scheduler') else {}
+    elif isinstance(state.get('scheduler'), dict) and 'milestones' in state['scheduler']:
+        state['scheduler'] = {name: _legacy_wsdec_schedule(state['scheduler'], opt)
+                              for name, opt in state['optimizer'].items()}
+    state['format'] = CHECKPOINT_FORMAT
+    print(f"note: {path} is in an earlier checkpoint layout; read in the current one (in memory)", file=sys.stderr)
+    return state
+
+
+def read_checkpoint(path) -> dict:
+    """A suite checkpoint (any layout, upgraded) or a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError(f"{path}: checkpoint file not found")
+    try:
+        state = load_checkpoint(path)
+    except Exception as error:  # noqa: BLE001 (truncated, corrupt, or holding code: refused by weights_only)
+        raise RunFolderError(f"{path}: not a readable checkpoint of this suite ({type(error).__name__}: "
+                             f"{' '.join(str(error).split())[:200]})") from None
+    if not isinstance(state, dict) or 'kind' not in state or 'config' not in state:
+        raise RunFolderError(f"{path}: not a checkpoint of this suite (needs the fields 'kind' and 'config')")
+    return upgrade_checkpoint(state, path)
+
+
+# ----------------------------------------------------------------------------------------------- devices
 def resolve_device(arg: str) -> torch.device:
     """'auto' → this process's CUDA device when CUDA is available, else CPU; otherwise the named device."""
     if arg == 'auto':

@@ -131,7 +131,7 @@ class BeamSearchScorer:
         return out.to(device)
 
 
-def _next_candidates(logits, beam_scores, generated, step, batch_size, num_beams, min_new_tokens,
+def next_candidates(logits, beam_scores, generated, step, batch_size, num_beams, min_new_tokens,
                      no_repeat_ngram_size, eos_token_id):
     """Log-probs -> processors -> + beam score -> top 2*num_beams over beams x vocabulary (as lists)."""
     log_probs = F.log_softmax(logits.float(), dim=-1)
@@ -146,7 +146,7 @@ def _next_candidates(logits, beam_scores, generated, step, batch_size, num_beams
             torch.div(top_ids, vocab_size, rounding_mode="floor").tolist())
 
 
-def _check_args(inputs_embeds, attention_mask, num_beams, max_new_tokens):
+def check_args(inputs_embeds, attention_mask, num_beams, max_new_tokens):
     if inputs_embeds.dim() != 3:
         raise ValueError(f"beam_search: inputs_embeds must be (B, T, D), got {tuple(inputs_embeds.shape)}")
     if attention_mask is not None and attention_mask.shape != inputs_embeds.shape[:2]:
@@ -165,7 +165,7 @@ def beam_search(model, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
                 early_stopping=False) -> torch.LongTensor:
     """Batched beam search with a KV cache. inputs_embeds (B, T, D), attention_mask (B, T) of 1/0.
     Returns only the new tokens, (B, L) with L <= max_new_tokens (see the module docstring)."""
-    _check_args(inputs_embeds, attention_mask, num_beams, max_new_tokens)
+    check_args(inputs_embeds, attention_mask, num_beams, max_new_tokens)
     B, T, _ = inputs_embeds.shape
     device = inputs_embeds.device
     if attention_mask is None:
@@ -180,7 +180,7 @@ def beam_search(model, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
     beam_scores = beam_scores.view(-1)
     generated = torch.zeros(B * num_beams, 0, dtype=torch.long, device=device)
     for step in range(max_new_tokens):
-        top = _next_candidates(logits[:, -1], beam_scores, generated, step, B, num_beams, min_new_tokens,
+        top = next_candidates(logits[:, -1], beam_scores, generated, step, B, num_beams, min_new_tokens,
                                no_repeat_ngram_size, eos_token_id)
         scores, tokens, rows = scorer.process(generated.tolist(), *top, cur_len=step + 1)
         rows_t = torch.tensor(rows, device=device)
@@ -195,42 +195,3 @@ def beam_search(model, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
                              position_ids=generation_position_ids(mask)[:, -1:], past_key_values=past,
                              use_cache=True, last_logits_only=True)
     return scorer.finalize(generated.tolist(), beam_scores.tolist(), device)
-
-
-@torch.no_grad()
-def beam_search_naive(model, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-                      num_beams: int = 4, max_new_tokens: int, min_new_tokens: int = 0,
-                      no_repeat_ngram_size: int = 4, length_penalty: float = 1.0, eos_token_id: int = 50256,
-                      pad_token_id: int = 50257, early_stopping=False) -> torch.LongTensor:
-    """Reference: one item at a time, no KV cache (the whole sequence is re-run every step). Same output
-    contract as `beam_search`; used by the tests and the benchmark."""
-    _check_args(inputs_embeds, attention_mask, num_beams, max_new_tokens)
-    B, T, _ = inputs_embeds.shape
-    device = inputs_embeds.device
-    if attention_mask is None:
-        attention_mask = torch.ones(B, T, dtype=torch.long, device=device)
-    outputs = []
-    for b in range(B):
-        prefix = inputs_embeds[b:b + 1].repeat(num_beams, 1, 1)
-        prefix_mask = attention_mask[b:b + 1].long().repeat(num_beams, 1)
-        scorer = BeamSearchScorer(1, num_beams, length_penalty, early_stopping, max_new_tokens, eos_token_id,
-                                  pad_token_id)
-        beam_scores = torch.tensor([0.0] + [-1e9] * (num_beams - 1), device=device)
-        generated = torch.zeros(num_beams, 0, dtype=torch.long, device=device)
-        for step in range(max_new_tokens):
-            embeds = torch.cat([prefix, model.embed(generated)], dim=1)
-            mask = torch.cat([prefix_mask, prefix_mask.new_ones(num_beams, step)], dim=1)
-            logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=generation_position_ids(mask))
-            top = _next_candidates(logits[:, -1], beam_scores, generated, step, 1, num_beams, min_new_tokens,
-                                   no_repeat_ngram_size, eos_token_id)
-            scores, tokens, rows = scorer.process(generated.tolist(), *top, cur_len=step + 1)
-            beam_scores = torch.tensor(scores, dtype=torch.float32, device=device)
-            generated = torch.cat([generated[rows], torch.tensor(tokens, device=device)[:, None]], dim=1)
-            if scorer.done[0]:
-                break
-        outputs.append(scorer.finalize(generated.tolist(), beam_scores.tolist(), device)[0])
-    width = max(len(o) for o in outputs)
-    out = torch.full((B, width), pad_token_id, dtype=torch.long, device=device)
-    for b, o in enumerate(outputs):
-        out[b, :len(o)] = o
-    return out

@@ -6,9 +6,9 @@ A caption tokenizer provides `pad_id`, `eos_id`, `full_id`, `mask_id`, `separato
 `BPECaptionTokenizer` adapts utils.tokenization.GPT2Tokenizer to it (spec ilcacm §2.5-2.6);
 models/ilcacm/word_decoder.py holds `WordTokenizer` (spec §7.4).
 """
-from utils.tokenization import GPT2Tokenizer
-
+from models.ilcacm.config import resolve_path
 from models.ilcacm.word_decoder import WordTokenizer
+from utils.tokenization import GPT2Tokenizer
 
 SPACE_ID = 220  # "Ġ": the standalone space token between sentences (spec §2.6)
 
@@ -18,8 +18,8 @@ class BPECaptionTokenizer:
     separator = [SPACE_ID]
 
     def __init__(self, bpe_dir):
-        self.bpe_dir = str(bpe_dir)
-        self.bpe = GPT2Tokenizer.from_pretrained(bpe_dir)
+        self.bpe_dir = str(bpe_dir)                      # as given (checkpoints keep it relative)
+        self.bpe = GPT2Tokenizer.from_pretrained(resolve_path(bpe_dir))
 
     def __len__(self):
         return 50260

@@ -1,5 +1,5 @@
-"""The original way of computing WSDEC's recurrent parts, kept only as references for tests and
-in-run benchmarks (spec wsdec §3.1, §3.2.8, §6.5): a Python loop over time steps for the encoder,
+"""The original way of computing WSDEC's recurrent parts: the reference that scripts/benchmark_wsdec.py times
+and the tests compare against (spec wsdec §3.1, §3.2.8, §6.5): a Python loop over time steps for the encoder,
 and a beam search that decodes one segment at a time with explicit hypothesis lists.
 """
 import torch
