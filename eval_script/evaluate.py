@@ -30,7 +30,7 @@ from third_party.densevid_eval import PROTOCOLS, evaluate, evaluate_localization
 from utils.annotations import load_annotations
 from utils.checkpoint import atomic_path, load_checkpoint
 from utils.distributed import make_loader
-from utils.features import open_features, select_videos
+from utils.features import check_feature_width, open_features, select_videos, write_skipped_videos
 from utils.run import DataPaths, Run, add_common_args, data_paths, resolve_device
 from utils.vocab import Vocabulary
 from utils.wsdec_data import WSDECDataset, wsdec_collate
@@ -152,6 +152,8 @@ def eval_dataset(paths, vocab, args, config, mode='full') -> WSDECDataset:
     annotations = load_annotations(paths.val_1)
     sample_rate = (config.get('data') or {}).get('video_sample_rate', 2)
     features = open_features(args.features or paths.c3d, sample_rate)
+    check_feature_width(features, next(iter(config['models'].values()))['video_feature_dim'],
+                        getattr(args, 'checkpoint', None) or args.cg_checkpoint)
     vids = select_videos(annotations, features, args.missing_features, str(paths.val_1))
     return WSDECDataset(annotations, features, vocab, mode=mode, vids=vids, seed=args.seed)
 
@@ -242,6 +244,7 @@ def evaluate_dense(args, state=None) -> dict | None:
     paths = resolve_data(args, state['config'])
     dataset = eval_dataset(paths, vocab, args, state['config'])
     run = start_run(args, f"eval_{state['kind']}")
+    write_skipped_videos(run.dir, paths.val_1, dataset.annotations, dataset.features)
     results = dense_captioning(cg, sl, eval_batches(dataset, args, options.legacy_shuffled_eval, run),
                                options, vocab, device)
     name = f'dense_n{options.n_rand}_seed{options.rand_seed}_val_1'

@@ -13,6 +13,7 @@ import argparse
 
 from eval_script.evaluate import (add_eval_args, add_inference_args, captioner_setup, cli, eval_batches,
                                   score_dense, start_run, submission_params, write_submission)
+from utils.features import write_skipped_videos
 from utils.wsdec_inference import caption_gt_segments, predict
 
 OPTIONS = ('legacy_shuffled_eval',)
@@ -29,6 +30,7 @@ def run(argv=None):
     args = build_parser().parse_args(argv)
     state, device, cg, vocab, options, paths, dataset = captioner_setup(args, OPTIONS)
     run_folder = start_run(args, 'eval_wsdec_cg')
+    write_skipped_videos(run_folder.dir, paths.val_1, dataset.annotations, dataset.features)
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run_folder),
                       lambda batch: caption_gt_segments(cg, batch, vocab), device)
     name = 'gt_segments_val_1'

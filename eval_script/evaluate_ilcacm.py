@@ -22,7 +22,7 @@ from third_party.densevid_eval import PROTOCOLS, evaluate, format_table, save_re
 from utils.annotations import load_annotations
 from utils.checkpoint import load_checkpoint
 from utils.distributed import all_gather_object, get_rank, get_world_size, is_main_process
-from utils.features import open_features, select_videos
+from utils.features import check_feature_width, open_features, select_videos, write_skipped_videos
 from utils.ilcacm_data import ILCACMDataset, make_collate
 from utils.run import autocast, data_paths, resolve_device
 
@@ -173,6 +173,7 @@ def evaluate_checkpoint(ckpt_path, args):
     model.to(device)
     _, val_path, references, feature_path = data_files(config)
     dataset = load_split(val_path, open_features(feature_path), tokenizer, config)
+    check_feature_width(dataset.features, state['feature_dim'], ckpt_path)
     paragraphs = state.get('paragraphs')
     if config.paragraphs:
         paragraphs = {vid: {**p, 'sentences': p['sentences'][:config.max_captions] or ['None.']}
@@ -180,6 +181,7 @@ def evaluate_checkpoint(ckpt_path, args):
     ckpt_path = ckpt_path.resolve()  # runs/<name>/checkpoints/X.pt -> runs/<name>; elsewhere: a folder beside it
     run_dir = ckpt_path.parents[1] if ckpt_path.parent.name == 'checkpoints' else ckpt_path.with_suffix('')
     name = f"{ckpt_path.stem}_{config.count_mode}"
+    write_skipped_videos(run_dir, val_path, dataset.annotations, dataset.features)
     return evaluate_model(model, dataset, paragraphs, references, run_dir, device, config, name)
 
 

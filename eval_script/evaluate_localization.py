@@ -24,6 +24,7 @@ import torch
 from eval_script.evaluate import (EvalInputError, add_eval_args, add_inference_args, cli, eval_batches,
                                   eval_dataset, inference_options, load_models, load_vocab, read_checkpoint,
                                   resolve_data, score_localization, start_run, submission_params, write_submission)
+from utils.features import write_skipped_videos
 from utils.run import resolve_device
 from utils.wsdec_inference import localize_sentences, predict, random_localization
 
@@ -64,6 +65,7 @@ def run(argv=None):
     print(f"localizing {'one random sentence' if mode == 'sample' else 'every sentence'} of each of "
           f"{len(dataset)} videos with the {what}")
     run_folder = start_run(args, 'eval_localization' + ('_random' if args.random_baseline else ''))
+    write_skipped_videos(run_folder.dir, paths.val_1, dataset.annotations, dataset.features)
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run_folder), step, device)
     params = submission_params(state, args.checkpoint, localizer=what, sentences=mode)
     result = score_localization(run_folder, name, write_submission(run_folder, name, results, params))

@@ -18,6 +18,7 @@ import torch
 
 from eval_script.evaluate import (add_eval_args, add_inference_args, captioner_setup, cli, eval_batches,
                                   score_dense, start_run, submission_params, write_submission)
+from utils.features import write_skipped_videos
 from utils.wsdec_inference import predict, pretrain_random_captions
 
 OPTIONS = ('rand_seed', 'legacy_shuffled_eval')
@@ -34,6 +35,7 @@ def run(argv=None):
     args = build_parser().parse_args(argv)
     state, device, cg, vocab, options, paths, dataset = captioner_setup(args, OPTIONS, mode='sample')
     run_folder = start_run(args, 'eval_wsdec_cg_pretrain')
+    write_skipped_videos(run_folder.dir, paths.val_1, dataset.annotations, dataset.features)
     generator = torch.Generator().manual_seed(options.rand_seed)
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run_folder),
                       lambda batch: pretrain_random_captions(cg, batch, generator, vocab), device)

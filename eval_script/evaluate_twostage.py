@@ -16,6 +16,7 @@ import argparse
 from eval_script.evaluate import (EvalInputError, add_eval_args, add_inference_args, cli, eval_batches,
                                   eval_dataset, inference_options, load_models, load_vocab, read_checkpoint,
                                   resolve_data, score_dense, start_run, submission_params, write_submission)
+from utils.features import write_skipped_videos
 from utils.run import resolve_device
 from utils.wsdec_inference import InferenceOptions, dense_captioning
 
@@ -43,6 +44,7 @@ def run(argv=None):
     paths = resolve_data(args, cg_state['config'])
     dataset = eval_dataset(paths, vocab, args, cg_state['config'])
     run_folder = start_run(args, 'eval_wsdec_twostage', prefix='eval_twostage')
+    write_skipped_videos(run_folder.dir, paths.val_1, dataset.annotations, dataset.features)
     results = dense_captioning(cg, sl, eval_batches(dataset, args, options.legacy_shuffled_eval, run_folder),
                                options, vocab, device)
     name = f'twostage_n{options.n_rand}_seed{options.rand_seed}_val_1'

@@ -8,7 +8,7 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import argparse
 from pathlib import Path
 
-from utils.features import FeatureError, hdf5_to_npy, npy_to_hdf5
+from utils.features import hdf5_to_npy, npy_to_hdf5
 
 
 def main(argv=None):
@@ -25,7 +25,7 @@ def main(argv=None):
         parser.error(f"{output} exists; pass --overwrite to write into it")
     try:
         (hdf5_to_npy if args.to == 'npy' else npy_to_hdf5)(args.input, output, args.key)
-    except (FeatureError, OSError) as err:
+    except (ValueError, OSError) as err:  # FeatureError, UnsafePathError (utils/paths.py)
         parser.exit(1, f'convert_features.py: error: {err}\n')
     print(f"wrote {output}")
 

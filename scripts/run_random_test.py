@@ -20,6 +20,7 @@ from eval_script.evaluate import (DENSE_OPTIONS, add_eval_args, add_inference_ar
                                   score_dense, start_run, submission_params, write_submission)
 from third_party.densevid_eval.meteor import Meteor
 from utils.checkpoint import atomic_path
+from utils.features import write_skipped_videos
 from utils.run import resolve_device
 from utils.wsdec_inference import aggregate_runs, dense_captioning, random_test_markdown
 
@@ -48,6 +49,7 @@ def run(argv=None):
     paths = resolve_data(args, state['config'])
     dataset = eval_dataset(paths, vocab, args, state['config'])
     run_folder = start_run(args, 'random_test', prefix='random_test')
+    write_skipped_videos(run_folder.dir, paths.val_1, dataset.annotations, dataset.features)
     runs = []
     with Meteor() as meteor:
         for n_rand in args.n_rand:

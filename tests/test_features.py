@@ -121,7 +121,8 @@ def test_select_videos_policies(clip_dir):
         select_videos(ann, store, 'error', source='val_1.json')
     with pytest.warns(UserWarning, match=r"skipping 2 of 3 annotated videos .*: v_b, v_c \(--missing-features skip\)"):
         assert select_videos(ann, store, 'skip') == ['v_a']
-    assert select_videos({'v_a': {}, 'v_zero': {}}, store) == ['v_a', 'v_zero']
+    with pytest.raises(FeatureError, match=r"v_zero\.npy: video 'v_zero': zero-length"):  # present, refused at setup
+        select_videos({'v_a': {}, 'v_zero': {}}, store)
     many = {f'v_{i:02d}': {} for i in range(12)}
     with pytest.raises(MissingFeaturesError, match=r"v_09, \.\.\. \(2 more\)"):
         select_videos({'v_a': {}, **many}, store)

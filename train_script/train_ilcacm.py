@@ -29,7 +29,7 @@ from utils.annotations import load_annotations
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.distributed import all_reduce_sum, cleanup, get_world_size, init_distributed, make_loader, set_epoch, \
     wrap_ddp
-from utils.features import open_features, select_videos
+from utils.features import open_features, select_videos, write_skipped_videos
 from utils.ilcacm_data import ILCACMDataset, make_collate
 from utils.run import Run, add_common_args, autocast, check_finite, make_checkpoint, resolve_device, \
     restore_training_state, seed_everything
@@ -194,6 +194,7 @@ def main(argv=None):
     train_ann = load_annotations(train_path)
     features = open_features(feature_path)
     train_vids = select_videos(train_ann, features, args.missing_features, str(train_path))
+    write_skipped_videos(run.dir, train_path, train_ann, features)
 
     state = run.resume_state()
     if state is None and args.stage1_from:
@@ -218,6 +219,7 @@ def main(argv=None):
     ddp = wrap_ddp(model, device, find_unused_parameters=True)  # stage 1 leaves the mask generator unused
     paragraphs = None if state is None else state.get('paragraphs')
     val = load_split(val_path, features, tokenizer, args)
+    write_skipped_videos(run.dir, val_path, val.annotations, features)
 
     def stage1_paragraphs():
         start = time.perf_counter()

@@ -31,7 +31,7 @@ from models.wsdec.factory import build_models_from_config
 from utils.annotations import load_annotations
 from utils.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from utils.distributed import all_gather_object, get_world_size, make_loader, set_epoch
-from utils.features import open_features, select_videos
+from utils.features import open_features, select_videos, write_skipped_videos
 from utils.run import DataPaths, Run, RunFolderError, check_finite, data_paths, resolve_device, seed_everything
 from utils.segments import cw2se, segment_iou
 from utils.text import remove_nonascii
@@ -448,6 +448,7 @@ def start_run(args, kind: str, vocab: Vocabulary | None = None):
     device = resolve_device(args.device)
     run = Run(args, kind)
     data = load_training_data(args, vocab)
+    write_skipped_videos(run.dir, data.paths.train, data.annotations, data.features)
     save_vocab(run, data.vocab)
     return run, data, device
 
