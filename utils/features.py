@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.checkpoint import atomic_path
+from utils.distributed import is_main_process
 from utils.messages import listing
 from utils.paths import check_video_ids, video_path
 
@@ -48,7 +49,7 @@ def _header_problem(shape, dtype):
 
 
 def _checked(array, vid, source):
-    """(T, D) finite float32, or a FeatureError naming the video."""
+    """(T, D) finite float32, or a FeatureError naming the video (rows counted after any subsampling)."""
     problem = _header_problem(array.shape, array.dtype)
     if problem:
         raise FeatureError(f"{source}: video '{vid}': {problem}")
@@ -108,12 +109,12 @@ class C3DFeatures:
         return self.path
 
     def _dataset(self, vid):
-        f = self._h5()
-        if vid not in f:
+        group = self._h5().get(vid)
+        if group is None:
             raise FeatureError(f"{self.path}: video '{vid}': no features in this file")
-        if not isinstance(f[vid], h5py.Group) or self.key not in f[vid]:
+        if not isinstance(group, h5py.Group) or self.key not in group:
             raise FeatureError(f"{self.path}: video '{vid}': no dataset '{self.key}'")
-        return f[vid][self.key]
+        return group[self.key]
 
     def header(self, vid):
         """(shape after ``[::sample_rate]``, dtype), without reading the data."""
@@ -146,11 +147,14 @@ class ClipFeatures:
         self.path = Path(folder)
         if not self.path.is_dir():
             raise FeatureError(f"{self.path}: CLIP feature folder not found")
+        self._sources = {}
 
     def source(self, vid):
         """``<folder>/<vid>.npy``; an id that is not a plain file name, or a file that resolves outside the
-        folder, is refused (utils/paths.py)."""
-        return video_path(self.path, vid, self.path)
+        folder, is refused (utils/paths.py). Checked once per video."""
+        if vid not in self._sources:
+            self._sources[vid] = video_path(self.path, vid, self.path)
+        return self._sources[vid]
 
     def __contains__(self, vid):
         return self.source(vid).is_file()
@@ -159,13 +163,13 @@ class ClipFeatures:
         return sorted(p.stem for p in self.path.glob('*.npy'))
 
     def _load(self, vid, mmap_mode=None):
-        if vid not in self:
-            raise FeatureError(f"{self.path}: video '{vid}': no features (missing {self.source(vid).name})")
+        file = self.source(vid)
+        if not file.is_file():
+            raise FeatureError(f"{self.path}: video '{vid}': no features (missing {file.name})")
         try:
-            return np.load(self.source(vid), mmap_mode=mmap_mode, allow_pickle=False)
+            return np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
-            raise FeatureError(f"{self.source(vid)}: video '{vid}': truncated or unreadable .npy file "
-                               f"({err})") from None
+            raise FeatureError(f"{file}: video '{vid}': truncated or unreadable .npy file ({err})") from None
 
     def header(self, vid):
         """(shape, dtype) from the .npy header; a file shorter than its header says is refused."""
@@ -266,8 +270,6 @@ def select_videos(annotations, store, policy='error', source=''):
 def write_skipped_videos(run_dir, source, annotations, store):
     """Add ``{source: [annotated ids without features]}`` to ``run_dir/skipped_videos.json`` (the videos that
     ``--missing-features skip`` left out); nothing is written when none is missing. Returns the file or None."""
-    from utils.distributed import is_main_process  # torch.distributed: only when a run folder is written
-
     skipped = missing_videos(annotations, store)
     if not skipped or not is_main_process():
         return None
