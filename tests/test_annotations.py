@@ -60,8 +60,10 @@ def bad(field, value):
     (bad('sentences', ['', 'Two.']), r"field 'sentences\[0\]': empty or whitespace-only sentence ''"),
     (bad('duration', float('nan')), "field 'duration': expected a finite number, got nan"),
     (bad('duration', float('inf')), "field 'duration': expected a finite number, got inf"),
-    (bad('timestamps', [[0, float('nan')], [1, 2]]), r"field 'timestamps\[0\]': expected finite numbers, got \[0, nan\]"),
-    (bad('timestamps', [[0, 1], [float('-inf'), 2]]), r"field 'timestamps\[1\]': expected finite numbers, got \[-inf, 2\]"),
+    (bad('timestamps', [[0, float('nan')], [1, 2]]),
+     r"field 'timestamps\[0\]': expected finite numbers, got \[0, nan\]"),
+    (bad('timestamps', [[0, 1], [float('-inf'), 2]]),
+     r"field 'timestamps\[1\]': expected finite numbers, got \[-inf, 2\]"),
 ])
 def test_errors_name_file_video_and_field(tmp_path, data, message):
     path = write(tmp_path, data, 'broken.json')

@@ -98,7 +98,8 @@ def test_clip_features_read_nothing_outside_their_folder(feature_folder, monkeyp
 
 def test_make_synthetic_dataset_writes_nothing_outside_out(tmp_path):
     annotations = tmp_path / 'ann'
-    for name in ('train.json', 'val_1.json', 'val_2.json'):  # out/features/clip/../../../ESCAPED.npy = tmp/a/ESCAPED.npy
+    # out/features/clip/../../../ESCAPED.npy would be tmp/a/ESCAPED.npy, beside --out
+    for name in ('train.json', 'val_1.json', 'val_2.json'):
         write_json(annotations / name, {'v_ok': GOOD, '../../../ESCAPED': GOOD})
     before = tree(tmp_path)
     done = run_script('scripts/make_synthetic_dataset.py', '--out', str(tmp_path / 'a' / 'out'),
@@ -143,7 +144,8 @@ def npy_bytes(array):
 
 
 @pytest.mark.parametrize('content, problem', [
-    (npy_bytes(np.ones((50, 8), np.float32))[:300], r'truncated or unreadable \.npy file \((mmap length|Failed to read all data)'),
+    (npy_bytes(np.ones((50, 8), np.float32))[:300],
+     r'truncated or unreadable \.npy file \((mmap length|Failed to read all data)'),
     (b'', r'truncated or unreadable \.npy file \(No data left in file\)'),
     (b'not an npy file at all' * 4, r'truncated or unreadable \.npy file'),
 ])
