@@ -8,7 +8,8 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import argparse
 from collections import Counter
 
-from utils.annotations import AnnotationError, annotation_statistics, load_annotations
+from utils import cli
+from utils.annotations import annotation_statistics, load_annotations
 from utils.text import wsdec_tokenize
 from utils.vocab import Vocabulary
 
@@ -46,10 +47,7 @@ def main(argv=None):
     if not (args.out or args.stats):
         parser.error('nothing to do: give --out and/or --stats')
 
-    try:
-        annotations = load_annotations(args.train)
-    except AnnotationError as err:
-        parser.exit(1, f'build_vocab.py: error: {err}\n')
+    annotations = load_annotations(args.train)
     vocab = Vocabulary.build(annotations, count_threshold=args.threshold, vocab_size=args.vocab_size)
     if args.stats:
         print(format_statistics(annotations, vocab))
@@ -59,4 +57,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.main(main)

@@ -8,7 +8,8 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import argparse
 from pathlib import Path
 
-from utils.features import FeatureError, hdf5_to_npy, npy_to_hdf5
+from utils import cli
+from utils.features import hdf5_to_npy, npy_to_hdf5
 
 
 def main(argv=None):
@@ -23,12 +24,9 @@ def main(argv=None):
     output = Path(args.output)
     if output.exists() and (output.is_file() or any(output.iterdir())) and not args.overwrite:
         parser.error(f"{output} exists; pass --overwrite to write into it")
-    try:
-        (hdf5_to_npy if args.to == 'npy' else npy_to_hdf5)(args.input, output, args.key)
-    except (FeatureError, OSError) as err:
-        parser.exit(1, f'convert_features.py: error: {err}\n')
+    (hdf5_to_npy if args.to == 'npy' else npy_to_hdf5)(args.input, output, args.key)
     print(f"wrote {output}")
 
 
 if __name__ == '__main__':
-    main()
+    cli.main(main)

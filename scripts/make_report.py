@@ -5,6 +5,7 @@
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 import argparse
 
+from utils import cli
 from utils.report import ReportError, render_index, render_report
 
 
@@ -31,4 +32,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    cli.main(main)

@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 
+from utils import cli
 from utils.synthetic import SIZES, SPLITS, make_synthetic_dataset
 
 
@@ -49,4 +50,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.main(main)

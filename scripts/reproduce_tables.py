@@ -22,6 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from utils import cli
 from utils.experiments import (DEFAULT_SEEDS, SYNTHETIC_SIZES, Job, Profile, RegistryError, metrics_files, plan,
                                select)
 from utils.published import Protocol
@@ -291,4 +292,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    cli.main(main)

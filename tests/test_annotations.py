@@ -1,4 +1,5 @@
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,11 +52,39 @@ def bad(field, value):
     (bad('sentences', []), "field 'sentences': empty sentence list"),
     (bad('sentences', ['a', 3]), r"field 'sentences\[1\]': expected a string, got 3"),
     ({'v_bad': [1, 2]}, "field '<entry>': expected an object, got list"),
+    (bad('timestamps', [[-2.0, 1], [3, 4]]), r"field 'timestamps\[0\]': start -2\.0 < 0"),
+    (bad('timestamps', [[0, 1], [10.0, 12]]), r"field 'timestamps\[1\]': start 10\.0 >= duration 10\.0: the event "
+                                              r"lies outside the video"),
+    (bad('timestamps', [[0, 1], [11, 10.5]]), r"field 'timestamps\[1\]': start 11 > end 10\.5"),
+    (bad('sentences', ['One.', ' \t ']), r"field 'sentences\[1\]': empty or whitespace-only sentence ' \\t '"),
+    (bad('sentences', ['', 'Two.']), r"field 'sentences\[0\]': empty or whitespace-only sentence ''"),
+    (bad('duration', float('nan')), "field 'duration': expected a finite number, got nan"),
+    (bad('duration', float('inf')), "field 'duration': expected a finite number, got inf"),
+    (bad('timestamps', [[0, float('nan')], [1, 2]]),
+     r"field 'timestamps\[0\]': expected finite numbers, got \[0, nan\]"),
+    (bad('timestamps', [[0, 1], [float('-inf'), 2]]),
+     r"field 'timestamps\[1\]': expected finite numbers, got \[-inf, 2\]"),
 ])
 def test_errors_name_file_video_and_field(tmp_path, data, message):
     path = write(tmp_path, data, 'broken.json')
     with pytest.raises(AnnotationError, match=rf"broken\.json: video 'v_bad': {message}"):
         load_annotations(path)
+
+
+def test_one_message_lists_every_bad_video(tmp_path):
+    data = {'v_a': {**GOOD['v_a'], 'timestamps': [[0, 1], [-2.0, 3]]}, 'v_ok': GOOD['v_a'],
+            'v_b': {**GOOD['v_a'], 'sentences': ['One.', ' ']}, 'v_c': {**GOOD['v_a'], 'duration': float('nan')}}
+    path = write(tmp_path, data)  # json.dumps writes NaN, json.load reads it back
+    with pytest.raises(AnnotationError) as err:
+        load_annotations(path)
+    assert str(err.value) == (f"{path}: 3 videos with bad annotations: video 'v_a': field 'timestamps[1]': start "
+                              f"-2.0 < 0; video 'v_b': field 'sentences[1]': empty or whitespace-only sentence ' '; "
+                              f"video 'v_c': field 'duration': expected a finite number, got nan")
+    many = {f'v_{i:02d}': {**GOOD['v_a'], 'sentences': ['One.', '']} for i in range(12)}
+    with pytest.raises(AnnotationError, match=r"ann\.json: 12 videos with bad annotations: video 'v_00'.*; video "
+                                              r"'v_09': field 'sentences\[1\]': empty or whitespace-only sentence ''; "
+                                              r"\.\.\. \(2 more\)$"):
+        load_annotations(write(tmp_path, many))
 
 
 def test_file_level_errors(tmp_path):
@@ -77,6 +106,26 @@ def test_paragraph_file_without_timestamps(tmp_path):
     path = write(tmp_path, data)
     assert load_annotations(path, require_timestamps=False, allow_empty=True) == \
         {'v_a': {'duration': 3.0, 'sentences': []}}
+    generated = {'v_a': {'duration': 3.0, 'sentences': ['A man runs.', '']}}  # a model may generate nothing
+    assert load_annotations(write(tmp_path, generated), require_timestamps=False, allow_empty=True) == generated
+    with pytest.raises(AnnotationError, match=r"field 'sentences\[1\]': empty or whitespace-only sentence"):
+        load_annotations(write(tmp_path, generated), require_timestamps=False)
+
+
+REAL_FILES = [('activitynet_captions/train_modified.json', 10009), ('activitynet_captions/val_1.json', 4917),
+              ('activitynet_captions/val_2.json', 4885), ('youcook2/yc2_train.json', 1333),
+              ('youcook2/yc2_val.json', 457)]
+
+
+@pytest.mark.parametrize('name, videos', REAL_FILES)
+def test_real_files_load_without_warning(name, videos):
+    # none of them holds a refused case (start < 0, an event outside the video, an empty sentence, NaN/inf,
+    # start > end, an id that is not a file name); events that end past the duration are accepted
+    if not (SHARED / name).is_file():
+        pytest.skip(f'{SHARED / name} absent')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert len(load_annotations(SHARED / name)) == videos
 
 
 @pytest.mark.skipif(not YC2.is_dir(), reason='shared YouCook2 annotations absent')

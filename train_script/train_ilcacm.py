@@ -42,6 +42,7 @@ def main(argv=None):
         train_path, val_path, references, feature_path = data_files(args)
         train_ann, features = load_annotations(train_path), open_features(feature_path)
         train_vids = select_videos(train_ann, features, args.missing_features, str(train_path))
+        run.record_skipped(train_path, train_ann, features)
         # the run's own last checkpoint (--resume) or another run's stage 1 (--stage1-from)
         state = run.resume_state() or (stage1_checkpoint(args.stage1_from, run.config, args.cap_epochs)
                                        if args.stage1_from else None)
@@ -58,6 +59,7 @@ def main(argv=None):
         scheduler = cosine_schedule(optimizer, updates * args.epochs, args.warmup)
         ddp = wrap_ddp(model, device, find_unused_parameters=True)  # stage 1 leaves the mask generator unused
         val = load_split(val_path, features, tokenizer, args)
+        run.record_skipped(val_path, val.annotations, features)
         kept = {'paragraphs': None if state is None else state.get('paragraphs')}
 
         def stage1_paragraphs():

@@ -117,15 +117,18 @@ def _debugging(argv) -> bool:
 
 
 def main(entry, argv=None) -> None:
-    """Run `entry(argv)`; an expected error ends the process with one line and exit status 2."""
+    """Run `entry(argv)`; an expected error ends the process with one line and exit status 2. An int returned by
+    `entry` is the exit status."""
     try:
-        entry(argv)
+        status = entry(argv)
     except KeyboardInterrupt:
         print('error: interrupted', file=sys.stderr)
         sys.exit(130)
     except Exception as error:  # noqa: BLE001 (re-raised unless expected)
         if _debugging(argv) or not is_expected(error):
             raise
-        message = ' '.join(str(error).split()) or type(error).__name__
+        message = ' '.join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    if isinstance(status, int) and not isinstance(status, bool):
+        sys.exit(status)

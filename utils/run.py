@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from utils.checkpoint import atomic_path, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.distributed import all_gather_object, barrier, get_rank, get_world_size, is_main_process, unwrap
+from utils.features import write_skipped_videos
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_FORMAT = 2
@@ -178,6 +179,7 @@ class Run:
         self.is_main = is_main_process()
         self.started = False
         self.resume_step = None
+        self._skipped = []
         self._log_file = self._writer = None
         self._lock = RunLock(self.dir)
         if self.is_main:
@@ -224,10 +226,20 @@ class Run:
         log_path = self.dir / 'log.jsonl'
         if self.resume_step is not None:
             self._truncate_log(log_path, self.resume_step)
+        for record in self._skipped:
+            write_skipped_videos(self.dir, *record)
         self._log_file = open(log_path, 'a')
         purge = None if self.resume_step is None else self.resume_step + 1
         self._writer = SummaryWriter(log_dir=str(self.dir / 'tensorboard'), purge_step=purge)
         return self
+
+    def record_skipped(self, source, annotations, store) -> None:
+        """The videos of `source` that `--missing-features skip` leaves out go to `skipped_videos.json` (written
+        when the run folder is created, or now if it exists)."""
+        if self.started and self.is_main:
+            write_skipped_videos(self.dir, source, annotations, store)
+        else:
+            self._skipped.append((source, annotations, store))
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of `atomic_path` (`.<name>.<pid>.tmp`): the lock is held, so none is being written."""
@@ -395,10 +407,11 @@ def _legacy_wsdec_schedule(old: dict, optimizer_state: dict) -> dict:
 
 
 def upgrade_checkpoint(state: dict, path) -> dict:
-    """A checkpoint of an earlier suite version in the current format, in memory (said once on stderr)."""
+    """A checkpoint of an earlier suite version in the current format, in memory (said on stderr when its layout
+    changes: ILCACM's single model, optimiser and scheduler; WSDEC's hand-written schedule)."""
     if not isinstance(state, dict) or state.get('format') == CHECKPOINT_FORMAT or 'model' not in state:
         return state
-    state = dict(state)
+    state = {**state, 'format': CHECKPOINT_FORMAT}
     if all(torch.is_tensor(v) for v in state['model'].values()):  # ILCACM: one model, optimiser, scheduler
         state['model'] = {'ilcacm': state['model']}
         state['optimizer'] = {'adamw': state['optimizer']} if state.get('optimizer') else {}
@@ -406,7 +419,8 @@ def upgrade_checkpoint(state: dict, path) -> dict:
     elif isinstance(state.get('scheduler'), dict) and 'milestones' in state['scheduler']:
         state['scheduler'] = {name: _legacy_wsdec_schedule(state['scheduler'], opt)
                               for name, opt in state['optimizer'].items()}
-    state['format'] = CHECKPOINT_FORMAT
+    else:
+        return state
     print(f"note: {path} is in an earlier checkpoint layout; read in the current one (in memory)", file=sys.stderr)
     return state
 

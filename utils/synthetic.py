@@ -41,6 +41,7 @@ import h5py
 import numpy as np
 
 from utils.annotations import load_annotations
+from utils.paths import video_path
 
 C3D_DIM = 500
 CLIP_DIM = 768
@@ -374,9 +375,10 @@ def write_features(annotations: dict[str, dict], c3d_path: Path, clip_dir: Path,
     Path(clip_dir).mkdir(parents=True, exist_ok=True)
     with h5py.File(c3d_path, 'w') as f:
         for vid, annotation in annotations.items():
+            clip_file = video_path(clip_dir, vid, clip_dir)  # a safe id, inside clip_dir (utils/paths.py)
             feats = video_features(world, vid, annotation, signal_to_noise)
             f.create_group(vid).create_dataset('c3d_features', data=feats['c3d'])
-            np.save(Path(clip_dir) / f'{vid}.npy', feats['clip'])
+            np.save(clip_file, feats['clip'])
 
 
 # ------------------------------------------------------------------------------------- real annotations

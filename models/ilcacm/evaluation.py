@@ -17,7 +17,7 @@ from utils import cli
 from utils.annotations import load_annotations
 from utils.distributed import is_main_process
 from utils.evaluation import score
-from utils.features import check_feature_width, open_features, select_videos
+from utils.features import check_feature_width, open_features, select_videos, write_skipped_videos
 from utils.ilcacm_data import ILCACMDataset
 from utils.run import data_paths, read_checkpoint, resolve_device
 
@@ -79,8 +79,8 @@ def evaluate_checkpoint(ckpt_path, args):
     model.to(device)
     _, val_path, references, feature_path = data_files(config)
     features = open_features(feature_path)
-    check_feature_width(features, state['feature_dim'], ckpt_path, feature_path)
-    dataset = load_split(val_path, features, tokenizer, config)
+    dataset = load_split(val_path, features, tokenizer, config)  # every video's features readable (headers)
+    check_feature_width(features, state['feature_dim'], ckpt_path)
     paragraphs = state.get('paragraphs')
     if config.paragraphs:
         paragraphs = {vid: {**p, 'sentences': p['sentences'][:config.max_captions] or ['None.']}
@@ -88,6 +88,7 @@ def evaluate_checkpoint(ckpt_path, args):
     ckpt_path = ckpt_path.resolve()  # runs/<name>/checkpoints/X.pt -> runs/<name>; elsewhere: a folder beside it
     run_dir = ckpt_path.parents[1] if ckpt_path.parent.name == 'checkpoints' else ckpt_path.with_suffix('')
     name = f"{ckpt_path.stem}_{config.count_mode}"
+    write_skipped_videos(run_dir, val_path, dataset.annotations, dataset.features)
     return evaluate_model(model, dataset, paragraphs, references, run_dir, device, config, name)
 
 

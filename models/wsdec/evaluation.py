@@ -95,10 +95,6 @@ def eval_models(state, path, parts, device) -> list:
     return [models[name].to(device).eval() for name in parts]
 
 
-def feature_dim(state) -> int:
-    return next(iter(state['config']['models'].values()))['video_feature_dim']
-
-
 def eval_batches(dataset, args, legacy_shuffled, run):
     """Every video in order, or the released shuffle=True, drop_last=True loader (seeded by --seed)."""
     loader = make_loader(dataset, args.batch_size, shuffle=legacy_shuffled, drop_last=legacy_shuffled,
@@ -107,6 +103,14 @@ def eval_batches(dataset, args, legacy_shuffled, run):
         print(f"--legacy-shuffled-eval: {len(dataset) % args.batch_size} of {len(dataset)} videos are dropped "
               f"(drop_last) and score 0")
     return run.progress(loader, 'eval', total=len(loader))
+
+
+def open_run(args, kind, checkpoint, paths, dataset, prefix='eval'):
+    """The evaluation's run folder (utils.evaluation.eval_run), recording the val_1 videos skipped for lack of
+    features."""
+    run = eval_run(args, kind, checkpoint, prefix)
+    run.record_skipped(paths.val_1, dataset.annotations, dataset.features)
+    return run
 
 
 def submission_params(state, path, options=None, **extra) -> dict:
@@ -122,7 +126,7 @@ def setup(args, parts, option_names, mode='full', base=InferenceOptions()):
     vocab = checkpoint_vocab(state, args.checkpoint, args.vocab)
     options = inference_options(args, state['config'].get('inference'), option_names, base)
     paths = stored_data_paths(args, state['config'])
-    dataset = eval_dataset(paths, vocab, args, state['config'], mode, feature_dim(state), args.checkpoint)
+    dataset = eval_dataset(paths, vocab, args, state['config'], mode, [(state, args.checkpoint)])
     return state, device, models, vocab, options, paths, dataset
 
 
@@ -153,7 +157,7 @@ def dense_parser():
 def evaluate_dense(argv=None):
     args = cli.parse(dense_parser(), argv)
     state, device, (cg, sl), vocab, options, paths, dataset = setup(args, ('cg', 'sl'), DENSE_OPTIONS)
-    run = eval_run(args, f"eval_{state['kind']}", args.checkpoint)
+    run = open_run(args, f"eval_{state['kind']}", args.checkpoint, paths, dataset)
     results = dense_captioning(cg, sl, eval_batches(dataset, args, options.legacy_shuffled_eval, run), options,
                                vocab, device, anchor_list=sl_anchors(state))
     name = f'dense_n{options.n_rand}_seed{options.rand_seed}_val_1'
@@ -185,7 +189,7 @@ def pretrain_parser():
 def evaluate_pretrain(argv=None):
     args = cli.parse(pretrain_parser(), argv)
     state, device, (cg,), vocab, options, paths, dataset = setup(args, ('cg',), PRETRAIN_OPTIONS, mode='sample')
-    run = eval_run(args, 'eval_wsdec_cg_pretrain', args.checkpoint)
+    run = open_run(args, 'eval_wsdec_cg_pretrain', args.checkpoint, paths, dataset)
     generator = torch.Generator().manual_seed(options.rand_seed)
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run),
                       lambda batch: pretrain_random_captions(cg, batch, generator, vocab), device)
@@ -205,7 +209,7 @@ def cg_parser():
 def evaluate_cg(argv=None):
     args = cli.parse(cg_parser(), argv)
     state, device, (cg,), vocab, options, paths, dataset = setup(args, ('cg',), ('legacy_shuffled_eval',))
-    run = eval_run(args, 'eval_wsdec_cg', args.checkpoint)
+    run = open_run(args, 'eval_wsdec_cg', args.checkpoint, paths, dataset)
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run),
                       lambda batch: caption_gt_segments(cg, batch, vocab), device)
     params = submission_params(state, args.checkpoint, segments='ground truth')
@@ -249,7 +253,8 @@ def evaluate_localization(argv=None):
         name, what = 'localization_val_1', 'sentence localizer'
     print(f"localizing {'one random sentence' if mode == 'sample' else 'every sentence'} of each of "
           f"{len(dataset)} videos with the {what}")
-    run = eval_run(args, 'eval_localization' + ('_random' if args.random_baseline else ''), args.checkpoint)
+    run = open_run(args, 'eval_localization' + ('_random' if args.random_baseline else ''), args.checkpoint, paths,
+                   dataset)
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run), step, device)
     params = submission_params(state, args.checkpoint, localizer=what, sentences=mode)
     result = score_localization(run, name, write_submission(run, name, build_submission(results, params)))
@@ -279,8 +284,9 @@ def evaluate_twostage(argv=None):
                                  f"vocabularies (config['vocab'])")
     options = inference_options(args, None, base=TWO_STAGE)
     paths = stored_data_paths(args, cg_state['config'])
-    dataset = eval_dataset(paths, vocab, args, cg_state['config'], 'full', feature_dim(cg_state), args.cg_checkpoint)
-    run = eval_run(args, 'eval_wsdec_twostage', args.sl_checkpoint, prefix='eval_twostage')
+    dataset = eval_dataset(paths, vocab, args, cg_state['config'], 'full',
+                           [(cg_state, args.cg_checkpoint), (sl_state, args.sl_checkpoint)])
+    run = open_run(args, 'eval_wsdec_twostage', args.sl_checkpoint, paths, dataset, prefix='eval_twostage')
     results = dense_captioning(cg, sl, eval_batches(dataset, args, options.legacy_shuffled_eval, run), options,
                                vocab, device, anchor_list=sl_anchors(sl_state))
     name = f'twostage_n{options.n_rand}_seed{options.rand_seed}_val_1'
@@ -311,7 +317,7 @@ def random_test(argv=None):
     if args.no_score:
         raise SetupError("--no-score: the robustness study needs the scores")
     state, device, (cg, sl), vocab, base, paths, dataset = setup(args, ('cg', 'sl'), RANDOM_TEST_OPTIONS)
-    run = eval_run(args, 'random_test', args.checkpoint, prefix='random_test')
+    run = open_run(args, 'random_test', args.checkpoint, paths, dataset, prefix='random_test')
     runs = []
     with Meteor() as meteor:
         for n_rand in args.n_rand:

@@ -128,14 +128,16 @@ def stored_data_paths(args, config) -> DataPaths:
     return DataPaths(**{f.name: Path(stored.get(f.name, getattr(base, f.name))) for f in fields(DataPaths)})
 
 
-def eval_dataset(paths, vocab, args, config, mode='full', feature_dim=None, checkpoint=None) -> WSDECDataset:
+def eval_dataset(paths, vocab, args, config, mode='full', checkpoints=()) -> WSDECDataset:
     """val_1 videos that have features (`--missing-features`), in annotation order; C3D subsampled by the
-    checkpoint's `video_sample_rate` (2 in every original script); the feature width checked against the model's."""
+    checkpoint's `video_sample_rate` (2 in every original script); the feature width checked against the models
+    of `checkpoints` ((state, path) pairs)."""
     annotations = load_annotations(paths.val_1)
     sample_rate = (config.get('data') or {}).get('video_sample_rate', VIDEO_SAMPLE_RATE)
     features = open_features(args.features or paths.c3d, sample_rate)
-    if feature_dim is not None:
-        check_feature_width(features, feature_dim, checkpoint, args.features or paths.c3d)
+    for state, path in checkpoints:
+        for model in state['config'].get('models', {}).values():
+            check_feature_width(features, model['video_feature_dim'], path)
     vids = select_videos(annotations, features, args.missing_features, str(paths.val_1))
     return WSDECDataset(annotations, features, vocab, mode=mode, vids=vids, seed=args.seed)
 
@@ -151,6 +153,7 @@ def start_training(args, kind: str, vocab: Vocabulary | None = None):
     except BaseException:
         run.close()
         raise
+    run.record_skipped(data.paths.train, data.annotations, data.features)
     return run, data, device
 
 
