@@ -313,9 +313,24 @@ def test_regressor_localizer():
     inputs = sl_inputs()
     none, cw, seconds = rl(*inputs)
     assert none is None and torch.equal(rl.forward_diff(*inputs), cw)
-    se = cw2se(cw, clip=True)
-    assert torch.allclose(seconds, se * inputs[1][inputs[-1], 1][:, None])
-    assert torch.allclose(rl.forward_eval(*inputs), se2cw(se))
+    assert torch.allclose(rl.forward_eval(*inputs), se2cw(seconds / inputs[1][inputs[-1], 1][:, None]))
+
+
+@pytest.mark.parametrize('c, w, expected_se', [(0.9, 0.5, (0.65, 1 - 1e-4)),  # end clipped at 1 - 1e-4
+                                              (0.1, 0.6, (0.0, 0.4))])        # start clipped at 0
+def test_regressor_localizer_clips_like_segment_resolver(c, w, expected_se):
+    """The original's `segment_resolver` (spec §3.4, as §3.3): s = max(c - w/2, 0), e = min(c + w/2, 1 - 1e-4)."""
+    rl = RegressorLocalizer(**TINY).eval()
+    with torch.no_grad():  # R = sigmoid(bias) = (c, w) for every sentence
+        rl.refiner.weight.zero_()
+        rl.refiner.bias.copy_(torch.logit(torch.tensor([c, w], dtype=torch.float64)).float())
+    inputs = sl_inputs()
+    _, cw, seconds = rl(*inputs)
+    duration = inputs[1][inputs[-1], 1][:, None]
+    expected = torch.tensor(expected_se).expand_as(seconds)
+    assert torch.allclose(cw, torch.tensor([c, w]).expand_as(cw))
+    assert torch.allclose(seconds, expected * duration, rtol=1e-6, atol=0)
+    assert torch.allclose(rl.forward_eval(*inputs), se2cw(expected), rtol=1e-6, atol=1e-7)
 
 
 # ---------------------------------------------------------------- refinement (spec §4.4)
