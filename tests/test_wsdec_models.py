@@ -369,6 +369,19 @@ def test_random_segments_seeded():
     assert a.shape == (15, 2) and torch.equal(a, b) and ((a >= 0) & (a < 1)).all()
 
 
+def test_random_segments_draw_all_centres_then_all_widths():
+    """`gen_random_ts` (spec §4.4 step 3): `c = rand(n, 1)`, then `w = rand(n, 1)`, concatenated as columns."""
+    g = torch.Generator().manual_seed(233)
+    centres, widths = torch.rand(15, 1, generator=g), torch.rand(15, 1, generator=g)
+    expected = torch.cat([centres, widths], dim=1)
+    segments = gen_random_segments(15, torch.Generator().manual_seed(233))
+    assert torch.equal(segments, expected)
+    assert not torch.equal(segments, torch.rand(15, 2, generator=torch.Generator().manual_seed(233)))
+    after = torch.Generator().manual_seed(233)
+    gen_random_segments(15, after)
+    assert torch.equal(torch.rand(3, generator=after), torch.rand(3, generator=g))  # 30 numbers consumed
+
+
 # ---------------------------------------------------------------- state dicts (wsdec_state_dict.md)
 
 GRU = lambda p, i: [(f'{p}.weight_ih_l0', [1536, i]), (f'{p}.weight_hh_l0', [1536, 512]),  # noqa: E731
