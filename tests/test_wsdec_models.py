@@ -293,6 +293,89 @@ def test_beam_search_matches_brute_force_when_beam_is_exhaustive():
         assert tuple(tokens[0, :seq_len[0]].tolist()) == best, trial
 
 
+def released_beam_search(table, beam_size, max_len, bos=0, eos=1):
+    """`RNNSeqDecoder.forward_bmsearch` as released, for one item of a Markov decoder (log-probs `table[prev]`),
+    run under current PyTorch (spec §3.2.8, with the §6.4 fixes `//` and `.any()`): scores `[0, -inf, ...]`;
+    each step `topk` over K·V, `word = idx % V`, `parent = idx // V`; at a step where a beam emits EOS its
+    score is stored in `candidates[step]` (other beams -inf) and its live score set to -inf. Backtrack: start
+    from `current_scores.max()`, walk steps max_len..1 and, at each step in `candidates`,
+    `torch.cat([candidates[step], running best]).max()` picks the next hypothesis (index K = keep the running
+    one) and resets the length. Returns the tokens `[BOS, ..., EOS]`."""
+    vocab = table.size(0)
+    scores = torch.full((beam_size,), float('-inf'))
+    scores[0] = 0.0
+    words = torch.full((beam_size,), bos)
+    targets, parents, candidates = [words], [torch.full((beam_size,), -1)], {}
+    for step in range(1, max_len + 1):
+        scores, idx = (table[words] + scores.unsqueeze(1)).view(-1).topk(beam_size)
+        words, parent = idx % vocab, idx // vocab
+        targets.append(words)
+        parents.append(parent)
+        end = words == eos
+        if end.any():
+            candidates[step] = scores.masked_fill(~end, float('-inf'))
+            scores = scores.masked_fill(end, float('-inf'))
+    best, current = scores.max(0)
+    length, pred = 1, [eos]
+    for step in range(max_len, 0, -1):
+        if step in candidates:
+            best, true_idx = torch.cat([candidates[step], best.view(1)]).max(0)
+            if true_idx != beam_size:
+                current, length = true_idx, 0
+        pred.append(int(targets[step][current]))
+        current = parents[step][current]
+        length += 1
+    pred.append(int(targets[0][current]))
+    return pred[::-1][:length + 1]
+
+
+def tie_table(rows):
+    """A Markov decoder's log-prob table from {previous token: {word: log-prob}}; other words -64 (never kept)."""
+    table = torch.full((5, 5), -64.0)
+    for prev, row in rows.items():
+        for word, logp in row.items():
+            table[prev, word] = logp
+    return table
+
+
+@pytest.mark.parametrize('rows, max_len, expected', [
+    # [BOS, EOS] (ended at step 1) ties [BOS, 2, EOS] (step 2) at -1: the earlier step wins
+    ({0: {1: -1.0, 2: -0.5}, 2: {1: -0.5}}, 3, [0, 1]),
+    # ended [BOS, 2, EOS] (step 2) ties ended [BOS, 3, 4, EOS] (step 3) at -1.5: step 2 wins
+    ({0: {2: -1.0, 3: -0.5}, 2: {1: -0.5}, 3: {4: -0.5}, 4: {1: -0.5}}, 3, [0, 2, 1]),
+    # ended [BOS, EOS] ties the live beam [BOS, 2, 2] (EOS appended) at -1: the ended one wins
+    ({0: {1: -1.0, 2: -0.5}, 2: {2: -0.5}}, 2, [0, 1]),
+    # two live beams tie at the end: the lower beam index (topk's first) wins; nothing ended
+    ({0: {2: -0.5, 3: -0.5}, 2: {4: -0.5}, 3: {4: -0.5}, 4: {4: -0.25}}, 2, None),
+])
+def test_beam_search_ties_follow_the_released_backtrack(rows, max_len, expected):
+    assert torch.tensor([1.0, 1.0]).max(0).indices.item() == 0  # current PyTorch: first index on ties
+    table = tie_table(rows)
+    reference = released_beam_search(table, 3, max_len)
+    if expected is not None:
+        assert reference == expected
+    tokens, seq_len, _ = beam_search(markov_step(table), torch.zeros(1, 1, 5), 3, max_len)
+    assert tokens[0, :seq_len[0]].tolist() == reference
+
+
+def test_beam_search_equals_the_released_algorithm_on_tie_heavy_tables():
+    """Log-probs from {-0.25, -0.5, -1, -2}: sums are exact, so ties between steps, beams and live hypotheses
+    are frequent; a batch of items decodes together and each must match the released algorithm run alone."""
+    g = torch.Generator().manual_seed(11)
+    values = torch.tensor([-0.25, -0.5, -1.0, -2.0])
+    for trial in range(30):
+        tables = values[torch.randint(0, 4, (4, 5, 5), generator=g)]
+        tables[:, :, 0] = -64.0  # BOS is never generated
+        expected = [released_beam_search(table, 3, 4) for table in tables]
+
+        def step(words, hidden, tables=tables):  # item n's rows use table n (rows are item-major, K per item)
+            item = torch.arange(words.numel()) // 3
+            return tables[item, words], hidden
+
+        tokens, seq_len, _ = beam_search(step, torch.zeros(1, 4, 1), 3, 4)
+        assert [tokens[n, :seq_len[n]].tolist() for n in range(4)] == expected, trial
+
+
 def test_batched_beam_search_equals_one_by_one():
     torch.manual_seed(5)
     cg = CaptionGenerator(**TINY, max_cap_length=4, softmask_scale=0.1).eval()
