@@ -22,10 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from utils.text import remove_nonascii
-
 from .coco_metrics import CachedCocoMetrics
 from .meteor import aggregate_groups, ptb_tokenize_lists, stats_matrix
+from .text import remove_nonascii
 from .tiou import tiou
 
 CAPTION_METRICS = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')

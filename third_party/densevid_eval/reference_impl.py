@@ -13,10 +13,9 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from utils.text import remove_nonascii
-
 from .dense import average_over_videos
 from .meteor import java_executable
+from .text import remove_nonascii
 from .tiou import tiou
 
 
