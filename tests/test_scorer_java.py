@@ -1,11 +1,8 @@
 """Scorer end to end with the official Java jars (PTB tokenizer, METEOR 1.5). One shared METEOR process."""
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
@@ -13,7 +10,6 @@ from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 from third_party.densevid_eval import cli, evaluate
 from third_party.densevid_eval.meteor import Meteor, aggregate_groups, aggregate_stats, ptb_tokenize, stats_matrix
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.java, pytest.mark.skipif(shutil.which('java') is None, reason='no Java runtime')]
 
 REF = {  # disjoint GT segments whose sentences share no word
@@ -157,7 +153,7 @@ SODA_SUBMISSION = {'version': 'V0', 'external_data': {}, 'results': {
     'v3': [{'sentence': 'A man writes a capital T.', 'timestamp': [0.0, 10.0]}]}}
 
 
-def test_soda_c_tokenizes_as_the_reference_and_is_deterministic(tmp_path, meteor):
+def test_soda_c_tokenizes_as_the_reference_and_is_deterministic(tmp_path, meteor, standalone_scorer):
     """Spec evaluation §3.5: per reference file the reference tokenizes the predictions of its videos (each
     video's sorted by start) in one PTB call and their golds in another. File A's prediction call is
     [v1, v2, v3] = ['He writes a capital T.', 'Then he smiles.', 'A man writes a capital T.']: v1's 'T.' is
@@ -165,7 +161,8 @@ def test_soda_c_tokenizes_as_the_reference_and_is_deterministic(tmp_path, meteor
     smiles.', 'A man writes a capital T'] gives v1 't.' (lower-case next line). File B holds v1 alone: 't.' on
     both sides. Each video has one gold and one prediction with IoU 10 / (10 + 1e-8) (§3.2), so F = P = R =
     IoU·METEOR(gold as hypothesis, prediction as reference) and SODA_c = mean(mean_A F, mean_B F). The scorer
-    must give this value under any PYTHONHASHSEED (run twice in fresh processes)."""
+    must give this value under any PYTHONHASHSEED (run twice in fresh processes, from a copy of the scorer's
+    folder that cannot import the suite: issue 15)."""
     pred_a = ['he writes a capital t', 'then he smiles', 'a man writes a capital t.']
     gold_a = ['he writes a capital t.', 'then he smiles', 'a man writes a capital t']
     assert ptb_tokenize([p['sentence'] for v in ('v1', 'v2', 'v3') for p in SODA_SUBMISSION['results'][v]]) == pred_a
@@ -180,10 +177,10 @@ def test_soda_c_tokenizes_as_the_reference_and_is_deterministic(tmp_path, meteor
     sub, ref_a, ref_b = tmp_path / 'sub.json', tmp_path / 'val_1.json', tmp_path / 'val_2.json'
     for path, data in ((sub, SODA_SUBMISSION), (ref_a, SODA_REF_A), (ref_b, SODA_REF_B)):
         path.write_text(json.dumps(data))
-    runs = {seed: subprocess.Popen([sys.executable, 'third_party/densevid_eval/evaluate.py', '-s', str(sub), '-r',
-                                    str(ref_a), str(ref_b), '--soda', '--tious', '0.5',
-                                    '-o', str(tmp_path / f'metrics_{seed}.json')],
-                                   cwd=ROOT, env={**os.environ, 'PYTHONHASHSEED': seed},
+    command, env = standalone_scorer
+    runs = {seed: subprocess.Popen(command + ['-s', str(sub), '-r', str(ref_a), str(ref_b), '--soda', '--tious', '0.5',
+                                              '-o', str(tmp_path / f'metrics_{seed}.json')],
+                                   cwd=tmp_path, env={**env, 'PYTHONHASHSEED': seed},
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for seed in ('0', '4')}  # concurrent; tokenizing a set's order gave 92.457746 and 99.999999 here
     for seed, run in runs.items():
