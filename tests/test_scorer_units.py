@@ -14,7 +14,7 @@ import pytest
 from third_party.densevid_eval import SubmissionError, evaluate, evaluate_localization, format_table
 from third_party.densevid_eval import cli, meteor
 from third_party.densevid_eval.dense import (GARBAGE_2018, GarbageReference, VideoOverlaps, detection_scores,
-                                             scored_video_ids)
+                                             gt_video_ids, scored_video_ids)
 from third_party.densevid_eval.scorer import _summarise
 from third_party.densevid_eval.soda import dp_alignment, video_prf
 from third_party.densevid_eval.submission import cap_proposals, submission_warnings
@@ -101,6 +101,13 @@ def test_missing_policies_choose_videos():
     assert scored_video_ids([REF_A, REF_B], preds, 'skip') == ['v2']
     with pytest.raises(ValueError, match='missing'):
         scored_video_ids([REF_A], preds, 'drop')
+
+
+def test_videos_come_in_the_reference_files_order():
+    """Not the official `set` order (hash-dependent): the first file's ids, then the next file's new ones."""
+    first = {vid: REF_A['v1'] for vid in ('v_z', 'v_b', 'v_m')}
+    second = {vid: REF_A['v1'] for vid in ('v_a', 'v_m', 'v_c')}
+    assert gt_video_ids([first, second]) == ['v_z', 'v_b', 'v_m', 'v_a', 'v_c']
 
 
 def test_proposal_cap_and_warning_counts():
