@@ -126,7 +126,7 @@ def pretrain_random_captions(cg, batch, generator: torch.Generator, vocab) -> di
     dataset: the random GT sentence, as the original); the timestamp is the true GT (spec §6.1 bug fixed).
     """
     gather = torch.arange(len(batch.keys))
-    segments = gen_random_segments(len(gather), generator)
+    segments = torch.rand(len(gather), 2, generator=generator)  # evaluate_pretrain.py's draw, not gen_random_ts
     tokens = caption_segments(cg, batch, segments, gather)[0]
     entries = _entries(batch, gather, segments, tokens, vocab)
     for b, row in enumerate(_first_sentence_rows(batch)):
