@@ -16,7 +16,9 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 import argparse
 import pickle
+import re
 import tarfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -45,10 +47,12 @@ class CheckpointUnpickler(RestrictedUnpickler):
 
 
 def load_original(path) -> dict:
-    """Read a 0.3.1 legacy-format pickle (or a current zip-format one) on CPU without running code from it.
+    """Read a checkpoint on CPU without running code from it (wsdec_state_dict.md §6 "File format").
 
-    Python 2 strings are decoded as latin1 (wsdec_state_dict.md §6). Any global outside
-    `CheckpointUnpickler.ALLOWED` is refused with a CheckpointFormatError naming it; there is no fallback.
+    The authors' 0.3.1 legacy-format files go through `CheckpointUnpickler`, with Python 2 strings decoded as
+    latin1; a zip-format file (PyTorch >= 1.6, e.g. a re-saved one) through `torch.load(weights_only=True)`,
+    which also refuses TorchScript archives. A global outside the allow-list is refused with a
+    CheckpointFormatError naming it; there is no fallback.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,16 +60,26 @@ def load_original(path) -> dict:
     if tarfile.is_tarfile(path):  # the pre-0.3 tar layout extracts members to disk: not read
         raise CheckpointFormatError(f"{path}: a tar-format (PyTorch < 0.3) file; expected the legacy or zip "
                                     f"format of torch.save")
+    if zipfile.is_zipfile(path):
+        options = {'weights_only': True}
+    else:
+        options = {'weights_only': False, 'pickle_module': as_pickle_module(CheckpointUnpickler), 'encoding': 'latin1'}
     try:
-        return torch.load(path, map_location='cpu', pickle_module=as_pickle_module(CheckpointUnpickler),
-                          weights_only=False, encoding='latin1')
+        return torch.load(path, map_location='cpu', **options)
     except ForbiddenGlobalError as error:
-        raise CheckpointFormatError(
-            f"{path}: refused to unpickle '{error.qualname}': a WSDEC checkpoint holds only tensors, "
-            f"OrderedDicts and plain containers/scalars, and nothing in a checkpoint may run code") from None
+        raise _refused(path, error.qualname) from None
     except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        unsupported = re.search(r'Unsupported global: GLOBAL (\S+)', str(error))  # torch's weights-only loader
+        if unsupported:
+            raise _refused(path, unsupported.group(1)) from None
         raise CheckpointFormatError(f"{path}: not a readable torch.save file "
                                     f"({str(error).splitlines()[0]})") from None
+
+
+def _refused(path, qualname):
+    return CheckpointFormatError(f"{path}: refused to unpickle '{qualname}': a WSDEC checkpoint holds only "
+                                 f"tensors, OrderedDicts and plain containers/scalars, and nothing in a "
+                                 f"checkpoint may run code")
 
 
 def split_models(ckpt: dict, path) -> dict:

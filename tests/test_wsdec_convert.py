@@ -5,6 +5,7 @@ import subprocess
 import sys
 import types
 import warnings
+import zipfile
 from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
@@ -58,11 +59,16 @@ def write_legacy(path, obj):
     return path
 
 
-def two_model_file(tmp_path, sl, cg, name, **param_overrides):
+def write_zip(path, obj):
+    torch.save(obj, path)  # the current default format
+    return path
+
+
+def two_model_file(tmp_path, sl, cg, name, write=write_legacy, **param_overrides):
     sl_sd = original_sd(sl)
     obj = {'state_dict': sl_sd, 'params': final_params(**param_overrides),
            'dynamic_params': {'step': 7, 'model_sl': sl_sd, 'model_cg': original_sd(cg)}}
-    return write_legacy(tmp_path / name, obj)
+    return write(tmp_path / name, obj)
 
 
 def sample_inputs():
@@ -155,12 +161,13 @@ class CreatesAFile:
         return open, (self.path, 'w')
 
 
-def test_a_code_running_pickle_is_refused_and_runs_nothing(tmp_path):
+@pytest.mark.parametrize('write', [write_legacy, write_zip])
+def test_a_code_running_pickle_is_refused_and_runs_nothing(tmp_path, write):
     """Issue 16 item 1: a `.ckp` whose params carry a payload; the conversion is refused, naming the global,
     and the payload never runs. (The same payload does run under plain `pickle`: checked on a second file.)"""
     torch.manual_seed(5)
     marker = tmp_path / 'PWNED'
-    evil = two_model_file(tmp_path, SentenceLocalizer(**DIMS), CaptionGenerator(**DIMS), 'evil.ckp',
+    evil = two_model_file(tmp_path, SentenceLocalizer(**DIMS), CaptionGenerator(**DIMS), 'evil.ckp', write,
                           alias=CreatesAFile(marker))
     with pytest.raises(CheckpointFormatError, match=r"evil\.ckp: refused to unpickle 'io\.open'"):
         load_original(evil)
@@ -173,6 +180,12 @@ def test_a_code_running_pickle_is_refused_and_runs_nothing(tmp_path):
     control = write_legacy(tmp_path / 'control.ckp', {'payload': CreatesAFile(control_marker)})
     torch.load(control, weights_only=False)  # what the removed fallback did
     assert control_marker.exists()
+
+
+def test_a_zip_format_file_converts(tmp_path):
+    torch.manual_seed(7)
+    path = two_model_file(tmp_path, SentenceLocalizer(**DIMS), CaptionGenerator(**DIMS), 'resaved.ckp', write_zip)
+    assert zipfile.is_zipfile(path) and convert(load_original(path), path)['kind'] == 'wsdec_final'
 
 
 def test_classes_outside_the_allow_list_are_refused_by_name(tmp_path):
