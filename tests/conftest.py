@@ -1,4 +1,7 @@
 """Shared fixtures: a tiny synthetic data root, and the project's shared folder of real data."""
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,9 +41,6 @@ def standalone_scorer(tmp_path):
     """A copy of `third_party/densevid_eval` in a fresh folder, and an environment whose PYTHONPATH holds only
     the copy's parent: `(command prefix of its CLI, env)`. The prefix runs `python -m densevid_eval` with the
     suite's packages (`utils`, `models`, `third_party`) made unimportable, so any import of them fails."""
-    import os
-    import shutil
-    import sys
     parent = tmp_path / 'elsewhere'
     shutil.copytree(Path(__file__).resolve().parents[1] / 'third_party' / 'densevid_eval', parent / 'densevid_eval',
                     ignore=shutil.ignore_patterns('__pycache__'))

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import torch
 
+from eval_script.evaluate import SCRIPT_OF_KIND
 from models.wsdec.anchors import ANCHOR_LIST
 from models.wsdec.factory import build_models_from_config
 from models.wsdec.state_dict_names import to_original
@@ -138,6 +139,8 @@ def test_cg_only_files_are_told_apart_by_the_scripts_batch_size_defaults(tmp_pat
     (spec wsdec §4 table, wsdec_state_dict.md §7: the two scripts' params differ only in that default)."""
     assert convert(load_original(cg_only_file(tmp_path, 'p.ckp', 36)))['kind'] == 'wsdec_cg_pretrain'
     assert convert(load_original(cg_only_file(tmp_path, 's.ckp', 64)))['kind'] == 'wsdec_cg'
+    assert SCRIPT_OF_KIND['wsdec_cg_pretrain'] == 'eval_script.evaluate_pretrain'  # what evaluate.py runs
+    assert SCRIPT_OF_KIND['wsdec_cg'] == 'eval_script.evaluate_cg'
     other = cg_only_file(tmp_path, 'other.ckp', 48)  # --batch_size given on the command line: undecidable
     with pytest.raises(CheckpointFormatError, match=r"other\.ckp: .*'batch_size' is 48.*--kind wsdec_cg_pretrain "
                                                     r"or --kind wsdec_cg"):
