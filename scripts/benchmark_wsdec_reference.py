@@ -39,8 +39,9 @@ def encode_step_by_step(encoder: SequenceEncoder, x: torch.Tensor) -> tuple[torc
 def beam_search_one_by_one(cg: CaptionGenerator, video, video_length, video_mask, temp_seg, seg_gather_idx):
     """Spec §3.2.8 literally, one segment at a time: keep K `(score, tokens, hidden)` hypotheses, extend
     each live one by every word, keep the K best candidates, retire those ending in EOS. The answer is
-    the best raw sum among retired hypotheses and the K final live ones (EOS appended); on ties a later
-    step wins, a live one wins at the last step, and an earlier candidate rank wins within a step.
+    the best raw sum among retired hypotheses and the K final live ones (EOS appended); on ties the one
+    retired at the earliest step wins, a retired one beats a live one, and within a step (or among the live
+    ones) the earlier candidate rank wins (the original's backtrack, `beam_search.py`).
 
     Returns token lists `[BOS, …, EOS]`, one per segment.
     """
@@ -62,8 +63,9 @@ def beam_search_one_by_one(cg: CaptionGenerator, video, video_length, video_mask
                 break
         best = max(live, key=lambda c: c[0], default=None)
         best_score, best_tokens = (best[0], best[1] + [EOS_ID]) if best else (float('-inf'), None)
-        for step, rank, score, tokens in sorted(retired, key=lambda r: (-r[0], r[1])):
-            if score > best_score:
+        for step in sorted({r[0] for r in retired}, reverse=True):
+            score, tokens = max(((r[2], r[3]) for r in retired if r[0] == step), key=lambda c: c[0])
+            if score >= best_score:
                 best_score, best_tokens = score, tokens
         captions.append(best_tokens)
     return captions

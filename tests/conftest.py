@@ -1,4 +1,7 @@
 """Shared fixtures: a tiny synthetic data root, and the project's shared folder of real data."""
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,21 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def standalone_scorer(tmp_path):
+    """A copy of `third_party/densevid_eval` in a fresh folder, and an environment whose PYTHONPATH holds only
+    the copy's parent: `(command prefix of its CLI, env)`. The prefix runs `python -m densevid_eval` with the
+    suite's packages (`utils`, `models`, `third_party`) made unimportable, so any import of them fails."""
+    parent = tmp_path / 'elsewhere'
+    shutil.copytree(Path(__file__).resolve().parents[1] / 'third_party' / 'densevid_eval', parent / 'densevid_eval',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env['PYTHONPATH'] = str(parent)
+    blocked = ("import runpy, sys; sys.modules.update(utils=None, models=None, third_party=None); "
+               "runpy.run_module('densevid_eval', run_name='__main__', alter_sys=True)")
+    return [sys.executable, '-c', blocked], env
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import shutil
+import subprocess
 
 import pytest
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
@@ -136,6 +137,57 @@ def test_soda_c_end_to_end(meteor):
     assert per_file[0]['n_videos'] == 2 and per_file[0]['f1'] == pytest.approx(100 * f_v1 / 2, abs=1e-4)
     assert per_file[1]['n_videos'] == 1
     assert result['metrics']['SODA_c'] == pytest.approx((per_file[0]['f1'] + per_file[1]['f1']) / 2)
+
+
+# SODA_c line-context cases (issue 17 item 11): the PTB tokenizer keeps the period of "capital T." unless the
+# next line starts with a capital (at the end of the input it is kept), so what each call holds decides tokens.
+SODA_REF_A = {
+    'v1': {'duration': 20.0, 'timestamps': [[0.0, 10.0]], 'sentences': ['He writes a capital T.']},
+    'v2': {'duration': 20.0, 'timestamps': [[0.0, 10.0]], 'sentences': ['then he smiles.']},
+    'v3': {'duration': 20.0, 'timestamps': [[0.0, 10.0]], 'sentences': ['A man writes a capital T']},
+}
+SODA_REF_B = {'v1': {'duration': 20.0, 'timestamps': [[0.0, 10.0]], 'sentences': ['He writes a capital T.']}}
+SODA_SUBMISSION = {'version': 'V0', 'external_data': {}, 'results': {
+    'v1': [{'sentence': 'He writes a capital T.', 'timestamp': [0.0, 10.0]}],
+    'v2': [{'sentence': 'Then he smiles.', 'timestamp': [0.0, 10.0]}],
+    'v3': [{'sentence': 'A man writes a capital T.', 'timestamp': [0.0, 10.0]}]}}
+
+
+def test_soda_c_tokenizes_as_the_reference_and_is_deterministic(tmp_path, meteor, standalone_scorer):
+    """Spec evaluation §3.5: per reference file the reference tokenizes the predictions of its videos (each
+    video's sorted by start) in one PTB call and their golds in another. File A's prediction call is
+    [v1, v2, v3] = ['He writes a capital T.', 'Then he smiles.', 'A man writes a capital T.']: v1's 'T.' is
+    followed by a capital → 't'; v3's is last → 't.'. Its gold call ['He writes a capital T.', 'then he
+    smiles.', 'A man writes a capital T'] gives v1 't.' (lower-case next line). File B holds v1 alone: 't.' on
+    both sides. Each video has one gold and one prediction with IoU 10 / (10 + 1e-8) (§3.2), so F = P = R =
+    IoU·METEOR(gold as hypothesis, prediction as reference) and SODA_c = mean(mean_A F, mean_B F). The scorer
+    must give this value under any PYTHONHASHSEED (run twice in fresh processes, from a copy of the scorer's
+    folder that cannot import the suite: issue 15)."""
+    pred_a = ['he writes a capital t', 'then he smiles', 'a man writes a capital t.']
+    gold_a = ['he writes a capital t.', 'then he smiles', 'a man writes a capital t']
+    assert ptb_tokenize([p['sentence'] for v in ('v1', 'v2', 'v3') for p in SODA_SUBMISSION['results'][v]]) == pred_a
+    assert ptb_tokenize([SODA_REF_A[v]['sentences'][0] for v in ('v1', 'v2', 'v3')]) == gold_a
+    assert ptb_tokenize(['He writes a capital T.']) == ['he writes a capital t.']
+    iou = 10.0 / (10.0 + 1e-8)
+    f_a = [iou * m for m in meteor.score_pairs(gold_a, [[p] for p in pred_a])]
+    f_b = iou * meteor.score_pairs(['he writes a capital t.'], [['he writes a capital t.']])[0]
+    expected = 100 * (sum(f_a) / 3 + f_b) / 2
+    assert f_a[1] == pytest.approx(iou) and f_b == pytest.approx(iou) and f_a[0] < 0.9 and f_a[2] < 0.9
+
+    sub, ref_a, ref_b = tmp_path / 'sub.json', tmp_path / 'val_1.json', tmp_path / 'val_2.json'
+    for path, data in ((sub, SODA_SUBMISSION), (ref_a, SODA_REF_A), (ref_b, SODA_REF_B)):
+        path.write_text(json.dumps(data))
+    command, env = standalone_scorer
+    runs = {seed: subprocess.Popen(command + ['-s', str(sub), '-r', str(ref_a), str(ref_b), '--soda', '--tious', '0.5',
+                                              '-o', str(tmp_path / f'metrics_{seed}.json')],
+                                   cwd=tmp_path, env={**env, 'PYTHONHASHSEED': seed},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for seed in ('0', '4')}  # concurrent; tokenizing a set's order gave 92.457746 and 99.999999 here
+    for seed, run in runs.items():
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+    values = [json.loads((tmp_path / f'metrics_{seed}.json').read_text())['metrics']['SODA_c'] for seed in runs]
+    assert values[0] == values[1] == pytest.approx(expected, abs=1e-9)
 
 
 class _Shared:

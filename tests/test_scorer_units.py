@@ -3,6 +3,7 @@ import json
 import math
 import random
 import string
+import subprocess
 import sys
 import time
 from types import SimpleNamespace
@@ -13,11 +14,12 @@ import pytest
 from third_party.densevid_eval import SubmissionError, evaluate, evaluate_localization, format_table
 from third_party.densevid_eval import cli, meteor
 from third_party.densevid_eval.dense import (GARBAGE_2018, GarbageReference, VideoOverlaps, detection_scores,
-                                             scored_video_ids)
+                                             gt_video_ids, scored_video_ids)
 from third_party.densevid_eval.scorer import _summarise
 from third_party.densevid_eval.soda import dp_alignment, video_prf
 from third_party.densevid_eval.submission import cap_proposals, submission_warnings
 from third_party.densevid_eval.tiou import tiou, tiou_matrix
+from utils.annotations import AnnotationError, load_annotations
 
 REF_A = {'v1': {'duration': 20.0, 'timestamps': [[0.0, 10.0], [10.0, 20.0]], 'sentences': ['a b', 'c d']},
          'v2': {'duration': 10.0, 'timestamps': [[0.0, 5.0]], 'sentences': ['e f']}}
@@ -99,6 +101,13 @@ def test_missing_policies_choose_videos():
     assert scored_video_ids([REF_A, REF_B], preds, 'skip') == ['v2']
     with pytest.raises(ValueError, match='missing'):
         scored_video_ids([REF_A], preds, 'drop')
+
+
+def test_videos_come_in_the_reference_files_order():
+    """Not the official `set` order (hash-dependent): the first file's ids, then the next file's new ones."""
+    first = {vid: REF_A['v1'] for vid in ('v_z', 'v_b', 'v_m')}
+    second = {vid: REF_A['v1'] for vid in ('v_a', 'v_m', 'v_c')}
+    assert gt_video_ids([first, second]) == ['v_z', 'v_b', 'v_m', 'v_a', 'v_c']
 
 
 def test_proposal_cap_and_warning_counts():
@@ -215,6 +224,38 @@ def test_localization_r_at_1_strict_and_miou(tmp_path, capsys):
     assert 'R@1_0.5' in capsys.readouterr().out
     assert json.loads((tmp_path / 'o.json').read_text())['metrics']['R@1_0.3'] == pytest.approx(200 / 3)
     assert 'sentence localization' in format_table(out)
+
+
+def test_the_scorer_folder_works_when_copied_elsewhere(tmp_path, standalone_scorer):
+    """Issue 15: `third_party/densevid_eval` imports nothing from the suite. A copy in another folder, with only
+    its parent on PYTHONPATH and the suite's packages unimportable, runs its CLI (localization needs no Java;
+    reference files are checked before Java is looked for) with the suite's messages."""
+    command, env = standalone_scorer
+    copy = tmp_path / 'elsewhere' / 'densevid_eval'
+    sub = tmp_path / 'loc.json'
+    sub.write_text(json.dumps({'results': {'v1': [{'timestamp': [0, 10], 'gt_timestamp': [0, 10]},
+                                                  {'timestamp': [0, 10], 'gt_timestamp': [5, 15]}]}}))
+    out = tmp_path / 'loc_metrics.json'
+    run = subprocess.run(command + ['--localization', '-s', str(sub), '-o', str(out)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads(out.read_text())['metrics']  # IoUs 10/(10+1e-8) and 5/(15+1e-8) (spec evaluation §3.2)
+    assert metrics['R@1_0.3'] == 100.0 and metrics['R@1_0.5'] == 50.0
+    assert metrics['mIoU'] == pytest.approx(100 * (10 / (10 + 1e-8) + 5 / (15 + 1e-8)) / 2)
+    as_script = subprocess.run([sys.executable, str(copy / 'evaluate.py'), '--localization', '-s', str(sub)],
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert as_script.returncode == 0 and 'R@1_0.5' in as_script.stdout, as_script.stderr
+
+    bad = tmp_path / 'bad_ref.json'
+    bad.write_text(json.dumps({'v1': {'duration': -1, 'timestamps': [[0, 1]], 'sentences': ['a']}}))
+    with pytest.raises(AnnotationError) as suite_error:
+        load_annotations(bad)
+    dense = tmp_path / 'dense.json'
+    dense.write_text(json.dumps({'results': {'v1': [{'sentence': 'a', 'timestamp': [0, 1]}]}}))
+    refused = subprocess.run(command + ['-s', str(dense), '-r', str(bad)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr == f'error: {suite_error.value}\n'
+    assert "video 'v1': field 'duration': must be positive" in refused.stderr
 
 
 def test_meteor_aggregate_from_stats_golden_values():

@@ -1,4 +1,5 @@
 """WSDEC models: golden values and equivalences (spec wsdec §3, §4.4, §8; wsdec_state_dict.md)."""
+import copy
 import itertools
 import math
 
@@ -81,6 +82,90 @@ def test_soft_masks_golden_and_gradients():
     a, b = k * (t - start), k * (t - end)
     assert seg.grad[0, 0].item() == pytest.approx(-k * L * ds(a) + k * L * ds(b), abs=1e-7)
     assert seg.grad[0, 1].item() == pytest.approx(k * L / 2 * ds(a) + k * L / 2 * ds(b), abs=1e-7)
+
+
+def original_masks(temp_seg, seq_len, num_steps, k):
+    """`AttentionMask._forwardclr`'s masks as released (spec §3.2.3): `c, w` of `temp_seg * L` as (N, 1, 1),
+    `index` (N, T, 1), each of ContextMaskL/C/R evaluated on its own."""
+    c, w = (temp_seg * seq_len.unsqueeze(1)).unsqueeze(2).chunk(2, dim=1)
+    index = torch.arange(num_steps, dtype=temp_seg.dtype).expand(temp_seg.size(0), num_steps).unsqueeze(2)
+    mask_l = torch.sigmoid(-k * (index - c + w / 2))
+    mask_c = torch.sigmoid(k * (index - c + w / 2)) - torch.sigmoid(k * (index - c - w / 2))
+    mask_r = torch.sigmoid(k * (index - c - w / 2))
+    return {'l': mask_l.squeeze(2), 'c': mask_c.squeeze(2), 'r': mask_r.squeeze(2)}
+
+
+def test_soft_masks_and_their_gradients_are_the_originals_bit_for_bit():
+    """Each mask on its own, in the original's operation order: equal values and equal gradients with respect
+    to (c, w), widths 0 included (a term shared between the centre and right masks rounds differently)."""
+    g = torch.Generator().manual_seed(3)
+    seg = torch.stack([torch.rand(40, generator=g), torch.rand(40, generator=g) * 0.5], 1)
+    seg[::4, 1] = 0.0
+    length = torch.randint(20, 200, (40,), generator=g).float()
+    for side in 'lcr':
+        cotangent = torch.randn(40, 230, generator=g)
+        grads = []
+        for masks_of in (soft_temporal_masks, original_masks):
+            x = seg.clone().requires_grad_()
+            mask = masks_of(x, length, 230, 0.1)[side]
+            (mask * cotangent).sum().backward()
+            grads.append((mask.detach(), x.grad))
+        assert torch.equal(grads[0][0], grads[1][0]), side
+        assert torch.equal(grads[0][1], grads[1][1]), side
+
+
+def original_caption_loss(cg, video, video_length, temp_seg, sent):
+    """Teacher-forced caption loss as the original computes it (spec §3.2.3-§3.2.7): the masks and the
+    `AttentionMean` context `Σ m·v / (Σ m + 1e-4)` recomputed at every decoding step, one `nn.GRU` step at a time."""
+    outputs, states = cg.video_encoder.encode(video, video_length[:, 0])
+    seq_len = video_length[:, 0]
+    hidden = states.at(end_step(temp_seg, seq_len), torch.arange(video.size(0)))
+    gru = torch.nn.GRU(cg.decoder.rnn_cell.input_size, cg.decoder.rnn_cell.hidden_size, 2, batch_first=True)
+    gru.load_state_dict(cg.decoder.rnn_cell.state_dict())
+    gru.to(video.dtype)
+    loss = 0
+    for i in range(sent.size(1) - 1):
+        masks = original_masks(temp_seg, seq_len, video.size(1), cg.softmask_scale)
+        context = torch.cat([(outputs * masks[s].unsqueeze(2)).sum(1) / (masks[s].sum(1, keepdim=True) + 1e-4)
+                             for s in 'lcr'], dim=1)
+        inputs = torch.cat([cg.decoder.embedding(sent[:, i]).unsqueeze(1), context.unsqueeze(1)], dim=2)
+        out, hidden = gru(inputs, hidden)
+        logp = torch.log_softmax(cg.decoder.output_layer(out.squeeze(1)), dim=1)
+        loss = loss - logp.gather(1, sent[:, i + 1:i + 2]).sum()
+    return loss / sent.size(0)
+
+
+@pytest.mark.parametrize('batch', [1, 8, 64])
+def test_caption_loss_gradient_at_width_zero_matches_the_original(batch):
+    """d loss / d segment at width 0, where Σ m_c = 0 and the 1e-4 of the mean makes the gradient huge (~1e3-1e4
+    here, spec §9). Its float32 value differs from the exact one (the original's formulas in float64) only by
+    float32 rounding of the summations, a few 1e-7 of its size: at batch 64 that is the ~1.8e-4 of issue 17; the
+    absolute size shrinks with the batch because the loss is divided by N. The released code in float32 is off
+    the exact value by as much (its context is recomputed at every step; here it is computed once, spec §6.5)."""
+    torch.manual_seed(0)
+    cg = CaptionGenerator(vocab_size=30, hidden_dim=64, sent_embedding_dim=64, video_feature_dim=50,
+                          rnn_dropout=0.0).eval()
+    g = torch.Generator().manual_seed(1)
+    video = torch.randn(batch, 60, 50, generator=g)
+    video_length = torch.tensor([[60.0, 120.0]]).expand(batch, 2)
+    sent = torch.randint(2, 30, (batch, 8), generator=g)
+    sent[:, 0], sent[:, -1] = 0, 1
+    seg = torch.stack([torch.rand(batch, generator=g), torch.zeros(batch)], 1)
+
+    x = seg.clone().requires_grad_()
+    logp, _ = cg(video, video_length, torch.ones(batch, 60, 1), x, torch.arange(batch), sent)
+    caption_loss(logp, sent, torch.ones(batch, 8)).backward()
+    ours = x.grad
+    exact, released = [], []
+    for dtype, out in ((torch.float64, exact), (torch.float32, released)):
+        model = copy.deepcopy(cg).to(dtype)
+        x = seg.to(dtype).requires_grad_()
+        original_caption_loss(model, video.to(dtype), video_length.to(dtype), x, sent).backward()
+        out.append(x.grad)
+    size = exact[0].abs().max().item()
+    assert size > 100  # the regime of spec §9
+    assert (ours.double() - exact[0]).abs().max().item() < 1e-6 * size
+    assert (released[0].double() - exact[0]).abs().max().item() < 1e-6 * size
 
 
 def test_masked_mean_ignores_padding():
@@ -208,6 +293,89 @@ def test_beam_search_matches_brute_force_when_beam_is_exhaustive():
         assert tuple(tokens[0, :seq_len[0]].tolist()) == best, trial
 
 
+def released_beam_search(table, beam_size, max_len, bos=0, eos=1):
+    """`RNNSeqDecoder.forward_bmsearch` as released, for one item of a Markov decoder (log-probs `table[prev]`),
+    run under current PyTorch (spec §3.2.8, with the §6.4 fixes `//` and `.any()`): scores `[0, -inf, ...]`;
+    each step `topk` over K·V, `word = idx % V`, `parent = idx // V`; at a step where a beam emits EOS its
+    score is stored in `candidates[step]` (other beams -inf) and its live score set to -inf. Backtrack: start
+    from `current_scores.max()`, walk steps max_len..1 and, at each step in `candidates`,
+    `torch.cat([candidates[step], running best]).max()` picks the next hypothesis (index K = keep the running
+    one) and resets the length. Returns the tokens `[BOS, ..., EOS]`."""
+    vocab = table.size(0)
+    scores = torch.full((beam_size,), float('-inf'))
+    scores[0] = 0.0
+    words = torch.full((beam_size,), bos)
+    targets, parents, candidates = [words], [torch.full((beam_size,), -1)], {}
+    for step in range(1, max_len + 1):
+        scores, idx = (table[words] + scores.unsqueeze(1)).view(-1).topk(beam_size)
+        words, parent = idx % vocab, idx // vocab
+        targets.append(words)
+        parents.append(parent)
+        end = words == eos
+        if end.any():
+            candidates[step] = scores.masked_fill(~end, float('-inf'))
+            scores = scores.masked_fill(end, float('-inf'))
+    best, current = scores.max(0)
+    length, pred = 1, [eos]
+    for step in range(max_len, 0, -1):
+        if step in candidates:
+            best, true_idx = torch.cat([candidates[step], best.view(1)]).max(0)
+            if true_idx != beam_size:
+                current, length = true_idx, 0
+        pred.append(int(targets[step][current]))
+        current = parents[step][current]
+        length += 1
+    pred.append(int(targets[0][current]))
+    return pred[::-1][:length + 1]
+
+
+def tie_table(rows):
+    """A Markov decoder's log-prob table from {previous token: {word: log-prob}}; other words -64 (never kept)."""
+    table = torch.full((5, 5), -64.0)
+    for prev, row in rows.items():
+        for word, logp in row.items():
+            table[prev, word] = logp
+    return table
+
+
+@pytest.mark.parametrize('rows, max_len, expected', [
+    # [BOS, EOS] (ended at step 1) ties [BOS, 2, EOS] (step 2) at -1: the earlier step wins
+    ({0: {1: -1.0, 2: -0.5}, 2: {1: -0.5}}, 3, [0, 1]),
+    # ended [BOS, 2, EOS] (step 2) ties ended [BOS, 3, 4, EOS] (step 3) at -1.5: step 2 wins
+    ({0: {2: -1.0, 3: -0.5}, 2: {1: -0.5}, 3: {4: -0.5}, 4: {1: -0.5}}, 3, [0, 2, 1]),
+    # ended [BOS, EOS] ties the live beam [BOS, 2, 2] (EOS appended) at -1: the ended one wins
+    ({0: {1: -1.0, 2: -0.5}, 2: {2: -0.5}}, 2, [0, 1]),
+    # two live beams tie at the end: the lower beam index (topk's first) wins; nothing ended
+    ({0: {2: -0.5, 3: -0.5}, 2: {4: -0.5}, 3: {4: -0.5}, 4: {4: -0.25}}, 2, None),
+])
+def test_beam_search_ties_follow_the_released_backtrack(rows, max_len, expected):
+    assert torch.tensor([1.0, 1.0]).max(0).indices.item() == 0  # current PyTorch: first index on ties
+    table = tie_table(rows)
+    reference = released_beam_search(table, 3, max_len)
+    if expected is not None:
+        assert reference == expected
+    tokens, seq_len, _ = beam_search(markov_step(table), torch.zeros(1, 1, 5), 3, max_len)
+    assert tokens[0, :seq_len[0]].tolist() == reference
+
+
+def test_beam_search_equals_the_released_algorithm_on_tie_heavy_tables():
+    """Log-probs from {-0.25, -0.5, -1, -2}: sums are exact, so ties between steps, beams and live hypotheses
+    are frequent; a batch of items decodes together and each must match the released algorithm run alone."""
+    g = torch.Generator().manual_seed(11)
+    values = torch.tensor([-0.25, -0.5, -1.0, -2.0])
+    for trial in range(30):
+        tables = values[torch.randint(0, 4, (4, 5, 5), generator=g)]
+        tables[:, :, 0] = -64.0  # BOS is never generated
+        expected = [released_beam_search(table, 3, 4) for table in tables]
+
+        def step(words, hidden, tables=tables):  # item n's rows use table n (rows are item-major, K per item)
+            item = torch.arange(words.numel()) // 3
+            return tables[item, words], hidden
+
+        tokens, seq_len, _ = beam_search(step, torch.zeros(1, 4, 1), 3, 4)
+        assert [tokens[n, :seq_len[n]].tolist() for n in range(4)] == expected, trial
+
+
 def test_batched_beam_search_equals_one_by_one():
     torch.manual_seed(5)
     cg = CaptionGenerator(**TINY, max_cap_length=4, softmask_scale=0.1).eval()
@@ -313,9 +481,24 @@ def test_regressor_localizer():
     inputs = sl_inputs()
     none, cw, seconds = rl(*inputs)
     assert none is None and torch.equal(rl.forward_diff(*inputs), cw)
-    se = cw2se(cw, clip=True)
-    assert torch.allclose(seconds, se * inputs[1][inputs[-1], 1][:, None])
-    assert torch.allclose(rl.forward_eval(*inputs), se2cw(se))
+    assert torch.allclose(rl.forward_eval(*inputs), se2cw(seconds / inputs[1][inputs[-1], 1][:, None]))
+
+
+@pytest.mark.parametrize('c, w, expected_se', [(0.9, 0.5, (0.65, 1 - 1e-4)),  # end clipped at 1 - 1e-4
+                                              (0.1, 0.6, (0.0, 0.4))])        # start clipped at 0
+def test_regressor_localizer_clips_like_segment_resolver(c, w, expected_se):
+    """The original's `segment_resolver` (spec §3.4, as §3.3): s = max(c - w/2, 0), e = min(c + w/2, 1 - 1e-4)."""
+    rl = RegressorLocalizer(**TINY).eval()
+    with torch.no_grad():  # R = sigmoid(bias) = (c, w) for every sentence
+        rl.refiner.weight.zero_()
+        rl.refiner.bias.copy_(torch.logit(torch.tensor([c, w], dtype=torch.float64)).float())
+    inputs = sl_inputs()
+    _, cw, seconds = rl(*inputs)
+    duration = inputs[1][inputs[-1], 1][:, None]
+    expected = torch.tensor(expected_se).expand_as(seconds)
+    assert torch.allclose(cw, torch.tensor([c, w]).expand_as(cw))
+    assert torch.allclose(seconds, expected * duration, rtol=1e-6, atol=0)
+    assert torch.allclose(rl.forward_eval(*inputs), se2cw(expected), rtol=1e-6, atol=1e-7)
 
 
 # ---------------------------------------------------------------- refinement (spec §4.4)
@@ -352,6 +535,19 @@ def test_random_segments_seeded():
     g1, g2 = torch.Generator().manual_seed(233), torch.Generator().manual_seed(233)
     a, b = gen_random_segments(15, g1), gen_random_segments(15, g2)
     assert a.shape == (15, 2) and torch.equal(a, b) and ((a >= 0) & (a < 1)).all()
+
+
+def test_random_segments_draw_all_centres_then_all_widths():
+    """`gen_random_ts` (spec §4.4 step 3): `c = rand(n, 1)`, then `w = rand(n, 1)`, concatenated as columns."""
+    g = torch.Generator().manual_seed(233)
+    centres, widths = torch.rand(15, 1, generator=g), torch.rand(15, 1, generator=g)
+    expected = torch.cat([centres, widths], dim=1)
+    segments = gen_random_segments(15, torch.Generator().manual_seed(233))
+    assert torch.equal(segments, expected)
+    assert not torch.equal(segments, torch.rand(15, 2, generator=torch.Generator().manual_seed(233)))
+    after = torch.Generator().manual_seed(233)
+    gen_random_segments(15, after)
+    assert torch.equal(torch.rand(3, generator=after), torch.rand(3, generator=g))  # 30 numbers consumed
 
 
 # ---------------------------------------------------------------- state dicts (wsdec_state_dict.md)

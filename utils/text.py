@@ -1,4 +1,10 @@
-"""Caption text normalisation of the two models, byte-exact with the released code."""
+"""Caption text normalisation of the two models, byte-exact with the released code.
+
+``remove_nonascii`` is the scorer's (``third_party/densevid_eval/text.py``), re-exported here.
+"""
+from third_party.densevid_eval.text import remove_nonascii
+
+__all__ = ['wsdec_tokenize', 'ilcacm_normalize', 'remove_nonascii']
 
 
 def wsdec_tokenize(sentence):
@@ -22,11 +28,3 @@ def ilcacm_normalize(sentences, max_captions=12):
             raise ValueError(f"sentence {i} is empty after strip(): {sentences[i]!r}")
         normalized.append(sentence if sentence[-1] == '.' else sentence + '.')
     return normalized or ['None.']
-
-
-def remove_nonascii(s):
-    """Replace every non-ASCII character with a space (densevid_eval and WSDEC's METEOR labels; spec
-    evaluation §3.3 step 4, wsdec §4.2)."""
-    if s.isascii():  # fast path: nothing to replace
-        return s
-    return ''.join(c if ord(c) < 128 else ' ' for c in s)

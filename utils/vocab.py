@@ -10,6 +10,7 @@ import pickle
 from collections import Counter
 from pathlib import Path
 
+from utils.restricted_pickle import ForbiddenGlobalError, RestrictedUnpickler
 from utils.text import wsdec_tokenize
 
 BOS, EOS, OOV = '<bos>', '<eos>', '<oov>'
@@ -17,13 +18,6 @@ BOS, EOS, OOV = '<bos>', '<eos>', '<oov>'
 
 class VocabularyError(ValueError):
     """A malformed vocabulary file or an undecodable id sequence."""
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles only built-in containers and strings/ints: a vocabulary needs no class."""
-
-    def find_class(self, module, name):
-        raise VocabularyError(f"vocabulary pickle refers to {module}.{name}; only plain dicts/tuples are allowed")
 
 
 class Vocabulary:
@@ -87,8 +81,11 @@ class Vocabulary:
         if raw.lstrip()[:1] == b'{':
             data = json.loads(raw.decode('utf-8'))
         else:
-            try:
-                data = _PlainUnpickler(io.BytesIO(raw), encoding='latin1').load()
+            try:  # a vocabulary pickle holds plain dicts, tuples and strings: no global is allowed
+                data = RestrictedUnpickler(io.BytesIO(raw), encoding='latin1').load()
+            except ForbiddenGlobalError as err:
+                raise VocabularyError(f"{path}: vocabulary pickle refers to {err.qualname}; only plain "
+                                      f"dicts/tuples are allowed") from None
             except (pickle.UnpicklingError, EOFError, ValueError) as err:
                 raise VocabularyError(f"{path}: neither JSON nor a vocabulary pickle ({err})") from None
         if not isinstance(data, dict) or 'id_to_word' not in data:

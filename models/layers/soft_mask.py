@@ -8,22 +8,37 @@ import torch
 MEAN_EPS = 1e-4  # spec wsdec §3.2.4: ctx = Σ m·v / (Σ m + 1e-4)
 
 
+def context_mask_l(t, centre, width, scale):
+    """`ContextMaskL`: `σ(-k(t - c' + w'/2))`, before the start."""
+    return torch.sigmoid(-scale * (t - centre + width / 2))
+
+
+def context_mask_c(t, centre, width, scale):
+    """`ContextMaskC`: `σ(k(t - c' + w'/2)) - σ(k(t - c' - w'/2))`, inside the segment."""
+    return torch.sigmoid(scale * (t - centre + width / 2)) - torch.sigmoid(scale * (t - centre - width / 2))
+
+
+def context_mask_r(t, centre, width, scale):
+    """`ContextMaskR`: `σ(k(t - c' - w'/2))`, after the end."""
+    return torch.sigmoid(scale * (t - centre - width / 2))
+
+
 def soft_temporal_masks(segment: torch.Tensor, length: torch.Tensor, num_steps: int,
                         scale: float = 0.1) -> dict[str, torch.Tensor]:
     """Left, centre and right soft masks of segments, in step units (spec wsdec §3.2.3).
 
     segment: `(N, 2)` normalised `(c, w)` (not clipped); length: `(N,)` valid steps `L`;
-    returns `{'l', 'c', 'r'}`, each `(N, num_steps)`, with `c' = c·L`, `w' = w·L`, `t = 0…T-1`:
-    `m_c = σ(k(t - c' + w'/2)) - σ(k(t - c' - w'/2))`, `m_l = σ(-k(t - c' + w'/2))`,
-    `m_r = σ(k(t - c' - w'/2))`, `k = scale`. Padding is not masked here (see `masked_mean`).
+    returns `{'l', 'c', 'r'}`, each `(N, num_steps)`, with `c' = c·L`, `w' = w·L`, `t = 0…T-1`, `k = scale`.
+    As in the original, each mask is computed on its own, with the original's operation order (no term is
+    shared between the centre and right masks, so values and gradients round as the original's do; this
+    matters at width 0, where the masked mean's `+1e-4` magnifies rounding). Padding is not masked here
+    (see `masked_mean`).
     """
     length = length.to(segment.dtype).unsqueeze(1)
-    start = segment[:, :1] * length - segment[:, 1:] * length / 2
-    end = segment[:, :1] * length + segment[:, 1:] * length / 2
+    centre, width = segment[:, :1] * length, segment[:, 1:] * length  # the original's `temp_seg * L`
     t = torch.arange(num_steps, device=segment.device, dtype=segment.dtype).unsqueeze(0)
-    after_start = torch.sigmoid(scale * (t - start))
-    after_end = torch.sigmoid(scale * (t - end))
-    return {'l': torch.sigmoid(-scale * (t - start)), 'c': after_start - after_end, 'r': after_end}
+    return {side: mask(t, centre, width, scale)
+            for side, mask in (('l', context_mask_l), ('c', context_mask_c), ('r', context_mask_r))}
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

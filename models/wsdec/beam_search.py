@@ -3,8 +3,11 @@
 K beams, `max_len` decoding steps, no length normalisation. The caption returned for a segment is
 the hypothesis with the highest raw summed log-probability among every hypothesis that emitted EOS
 on the beam (at any step) and the K beams still alive after the last step (which get EOS appended).
-Ties: a later step wins over an earlier one, a live beam over an EOS-terminated one at the last
-step, and within a step the lower beam index wins (the original backtrack).
+Ties are broken as the original's backtrack does under current PyTorch: it walks the steps from the
+last to the first and, at each step with EOS-terminated beams, takes `max` over [those beams' scores ;
+the running best], which returns the first index on ties. So an EOS-terminated hypothesis wins a tie
+with the running best: the one that ended at the earliest step wins, any of them beats a live beam,
+and within a step (or among the live beams) the lower beam index wins.
 
 All beams of all segments advance together: one batched decoder step per time step.
 """
@@ -53,9 +56,9 @@ def _select_final(history, live_score):
     last = len(history)
     step = torch.full_like(beam, last)
     live = torch.ones_like(beam, dtype=torch.bool)
-    for t in range(last, 0, -1):  # walk back from the last step, switch on strict improvement
+    for t in range(last, 0, -1):  # walk back from the last step; ties go to the ended beam (first index)
         ended_best, ended_beam = history[t - 1][2].max(dim=1)
-        better = ended_best > best
+        better = ended_best >= best
         best = torch.where(better, ended_best, best)
         beam = torch.where(better, ended_beam, beam)
         step = torch.where(better, torch.full_like(step, t), step)

@@ -20,14 +20,18 @@ from utils.segments import cw2se, se2cw, segment_hull, segment_iou
 def gen_random_segments(n_rand: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """`gen_random_ts`: `n_rand` segments `(c, w)`, `c, w ~ U[0, 1)`, not clipped (spec §4.4 step 3).
 
-    `n_rand == -1` returns the 15 anchors instead. The original drew one set per batch of videos
-    (shared by the batch); the caller decides whether to call this per batch or per video.
+    As the original, all `n_rand` centres are drawn first, then all `n_rand` widths (so a seed gives the
+    original's segments, not those of one interleaved `(n_rand, 2)` draw). `n_rand == -1` returns the 15
+    anchors instead. The original drew one set per batch of videos (shared by the batch); the caller
+    decides whether to call this per batch or per video.
     """
     if n_rand == -1:
         return anchors()
     if n_rand <= 0:
         raise ValueError(f"n_rand must be positive or -1 (anchors), got {n_rand}")
-    return torch.rand(n_rand, 2, generator=generator)
+    centres = torch.rand(n_rand, generator=generator)
+    widths = torch.rand(n_rand, generator=generator)
+    return torch.stack([centres, widths], dim=1)
 
 
 def _drops(iou: float, drop_iou: float | None, legacy_drop: bool) -> bool:
@@ -152,7 +156,7 @@ def pretrain_random_captions(cg, batch, generator: torch.Generator, vocab) -> di
     dataset: the random GT sentence, as the original); the timestamp is the true GT (spec §6.1 bug fixed).
     """
     gather = torch.arange(len(batch.keys))
-    segments = gen_random_segments(len(gather), generator)
+    segments = torch.rand(len(gather), 2, generator=generator)  # evaluate_pretrain.py's draw, not gen_random_ts
     tokens = caption_segments(cg, batch, segments, gather)[0]
     entries = _entries(batch, gather, segments, tokens, vocab)
     for b, row in enumerate(_first_sentence_rows(batch)):

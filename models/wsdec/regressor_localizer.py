@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from models.wsdec.feature_mixer import LocalizerBackbone
-from utils.segments import cw2se, se2cw
+from models.wsdec.sentence_localizer import clip_segment
+from utils.segments import se2cw
 
 
 class RegressorLocalizer(LocalizerBackbone):
@@ -22,14 +23,15 @@ class RegressorLocalizer(LocalizerBackbone):
 
     def forward(self, video, video_length, video_mask, sent, sent_length, sent_mask, sent_gather_idx,
                 mode='forward', video_encoding=None):
-        """mode 'forward' → `(None, R (N, 2), clip([c - w/2, c + w/2])·duration)`; 'diff' → `R`
-        (unclipped); 'eval' → the clipped `(c, w)` (spec §3.4). Inputs: `mixed_features`."""
+        """mode 'forward' → `(None, R (N, 2), [max(c - w/2, 0), min(c + w/2, 1 - 1e-4)]·duration)` (the
+        original's `segment_resolver`, the same clip as the anchor localizer); 'diff' → `R` (unclipped);
+        'eval' → the clipped `(c, w)` (spec §3.4). Inputs: `mixed_features`."""
         mixed, duration = self.mixed_features(video, video_length, video_mask, sent, sent_length, sent_mask,
                                               sent_gather_idx, mode, video_encoding)
         cw = torch.sigmoid(self.refiner(mixed))
         if mode == 'diff':
             return cw
-        se = cw2se(cw, clip=True)
+        se = clip_segment(cw)
         if mode == 'eval':
             return se2cw(se)
         return None, cw, se * duration.unsqueeze(1)

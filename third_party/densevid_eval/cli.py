@@ -6,8 +6,7 @@ per video, toolkit 2018, missing videos scored 0. Every metric is always compute
 import argparse
 import sys
 
-from utils.annotations import AnnotationError
-
+from .annotations import AnnotationError
 from .localization import DEFAULT_TIOUS as LOCALIZATION_TIOUS, evaluate_localization
 from .meteor import JavaNotFoundError, JavaToolError
 from .report import format_table, save_result

@@ -10,8 +10,12 @@ Same numbers as the official per-video loop (``reference_impl.py``), computed fa
   pairs (``GARBAGE_2018_TOKENIZED``); every distinct list of a video's pairs is scored once,
   however many tIoUs share it; METEOR's aggregate of a list is computed from the summed statistics in
   Python exactly as the jar's ``EVAL`` request does (``meteor.aggregate_groups``).
-Items keep the official order (tIoU, video, prediction, reference file, GT caption), so pooled statistics and
-the seeded random garbage strings are the same as the official loop's.
+Items keep the official order within each video (tIoU, then prediction, reference file, GT caption); the videos
+follow the reference files' order, where the official tool iterates a ``set`` (``gt_video_ids``). Per-video
+scores do not depend on the video order, but two things do: a line's PTB tokens can depend on the next line,
+which at a video boundary belongs to the next video, and the 2021 random garbage strings are drawn in item
+order. With a fixed order the same input always gives the same numbers; the official tool's can move with
+``PYTHONHASHSEED`` (README.md in this folder).
 """
 import multiprocessing
 import os
@@ -22,10 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from utils.text import remove_nonascii
-
 from .coco_metrics import CachedCocoMetrics
 from .meteor import aggregate_groups, ptb_tokenize_lists, stats_matrix
+from .text import remove_nonascii
 from .tiou import tiou
 
 CAPTION_METRICS = ('Bleu_1', 'Bleu_2', 'Bleu_3', 'Bleu_4', 'METEOR', 'ROUGE_L', 'CIDEr')
@@ -53,7 +56,11 @@ class GarbageReference:
 
 
 def gt_video_ids(references):
-    """Union of the reference files' video ids, in file order (the official iterates over this union)."""
+    """Union of the reference files' video ids in file order: the first file's ids, then the new ids of the next.
+
+    The official ``get_gt_vid_ids`` builds the same union as a ``set`` and iterates it, in an order that follows
+    string hashing (it changes with ``PYTHONHASHSEED``); this deterministic order is a deliberate choice.
+    """
     return list(dict.fromkeys(vid for ref in references for vid in ref))
 
 

@@ -39,7 +39,7 @@ INSTALL_JAVA = ("METEOR 1.5 and the PTB tokenizer are the official Java jars bun
                 "  Debian/Ubuntu: sudo apt-get install default-jre-headless\n"
                 "  macOS:         brew install openjdk\n"
                 "  conda:         conda install -c conda-forge openjdk\n"
-                "or run `bash scripts/setup.sh`, then check with `java -version`.")
+                "(in the wsdvc suite: `bash scripts/setup.sh`), then check with `java -version`.")
 
 
 class JavaNotFoundError(RuntimeError):

@@ -4,7 +4,8 @@
 random garbage; ILCACM's copy for ``missing='skip'``) in Python 3, with pycocoevalcap's own ``PTBTokenizer``
 (one Java call per scorer and tIoU, predictions and references separately) and ``Meteor`` (one process,
 one synchronous round trip per item, one ``compute_score`` per video). It is slow on purpose: the benchmark
-and the tests compare ``dense.score_dense`` with it.
+and the tests compare ``dense.score_dense`` with it. The one difference from the official loop: ``vids`` come
+in the reference files' order, where the official iterates a ``set`` (``dense.gt_video_ids``).
 """
 import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu
@@ -13,10 +14,9 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from utils.text import remove_nonascii
-
 from .dense import average_over_videos
 from .meteor import java_executable
+from .text import remove_nonascii
 from .tiou import tiou
 
 

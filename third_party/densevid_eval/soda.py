@@ -1,7 +1,8 @@
 """SODA_c: story-level caption score under an order-preserving alignment (spec evaluation §3.5).
 
 Written from the specification (the upstream code's licence forbids copying it). Per reference file, per
-video in both the file and the submission: sort predictions and golds by start time (stable), build
+video in both the file and the submission (in the file's order): sort predictions and golds by start time
+(stable), PTB-tokenize them with the reference's calls (``tokenize_runs``), build
 ``C = IoU ⊙ METEOR`` (sentence-level METEOR with the gold in the hypothesis slot, as upstream), find the
 maximum-weight order-preserving matching by dynamic programming, and score F = 2PR/(P+R) with
 P = score / n_pred, R = score / n_gold. SODA_c = mean per-video F of a file, then the mean over the files.
@@ -10,13 +11,14 @@ roughly 990 predictions + golds; ILCACM's copy then scores the video 0; such vid
 """
 import numpy as np
 
-from utils.text import remove_nonascii
-
-from .meteor import ptb_tokenize
+from .meteor import ptb_tokenize_lists
+from .text import remove_nonascii
 from .tiou import tiou_matrix
 
 IMPLEMENTATION = ("wsdvc re-implementation of SODA_c from spec evaluation §3.5 (upstream fujiso/SODA behaviour "
-                  "as vendored by ILCACM: METEOR gold-as-hypothesis, tIoU 0.0, no proposal cap; iterative DP)")
+                  "as vendored by ILCACM: METEOR gold-as-hypothesis, tIoU 0.0, no proposal cap; PTB-tokenized per "
+                  "reference file, one call for the predictions and one for the golds, videos in file order, "
+                  "each video's sorted by start; iterative DP)")
 UPSTREAM_RECURSION_LIMIT = 990  # predictions + golds at which the upstream recursive DP overflows (§3.5)
 
 
@@ -49,7 +51,7 @@ def video_prf(ious, meteor_scores):
 
 
 class _Video:
-    """Sorted golds and predictions of one (reference file, video)."""
+    """Sorted golds and predictions of one (reference file, video), and their tokens once tokenized."""
 
     def __init__(self, entries, annotation):
         preds = sorted(entries, key=lambda e: e['timestamp'][0])
@@ -58,23 +60,41 @@ class _Video:
         self.gold_sentences = [annotation['sentences'][j] for j in order]
         self.ious = tiou_matrix([e['timestamp'] for e in preds],
                                 [annotation['timestamps'][j] for j in order]).T.reshape(len(order), len(preds))
+        self.pred_tokens = self.gold_tokens = None
+
+
+def tokenize_runs(runs):
+    """Set every video's ``pred_tokens`` and ``gold_tokens`` (spec evaluation §3.5 step 2 and "Details"), with
+    the PTB calls of the reference's preprocessing: per reference file, one call with the predictions of its
+    videos (video after video, each video's sorted by start time) and one with their golds (sorted likewise),
+    non-ASCII characters removed first. A line's tokens depend on the line after it (``a capital T.`` keeps
+    its period unless the next line starts with a capital, ``meteor.ptb_tokenize``), so each call holds
+    exactly these lines in this order. Videos follow the reference file's order (the reference iterates a
+    ``set``, whose order moves with ``PYTHONHASHSEED``; README.md in this folder). The calls run concurrently."""
+    lists = []
+    for run in runs:
+        lists += [[remove_nonascii(s) for v in run for s in v.pred_sentences],
+                  [remove_nonascii(s) for v in run for s in v.gold_sentences]]
+    tokenized = iter(ptb_tokenize_lists(lists))
+    for run in runs:
+        preds, golds = iter(next(tokenized)), iter(next(tokenized))
+        for v in run:
+            v.pred_tokens = [next(preds) for _ in v.pred_sentences]
+            v.gold_tokens = [next(golds) for _ in v.gold_sentences]
 
 
 def soda_c(results, references, labels, meteor):
     """SODA_c (percent) over ``references`` (one SODA run per file, then the mean), with per-file details."""
     runs = [[_Video(results[vid], ref[vid]) for vid in ref if vid in results] for ref in references]
-    sentences = list({s for run in runs for v in run for s in v.pred_sentences + v.gold_sentences})
-    tokenized = dict(zip(sentences, ptb_tokenize([remove_nonascii(s) for s in sentences])))
-    pairs = list({(tokenized[g], tokenized[p]) for run in runs for v in run
-                  for g in v.gold_sentences for p in v.pred_sentences})
+    tokenize_runs(runs)
+    pairs = list(dict.fromkeys((g, p) for run in runs for v in run for g in v.gold_tokens for p in v.pred_tokens))
     pair_score = dict(zip(pairs, meteor.score_pairs([g for g, _ in pairs], [[p] for _, p in pairs])))
 
     per_reference = []
     for label, run in zip(labels, runs):
         prf = []
         for v in run:
-            S = np.array([[pair_score[(tokenized[g], tokenized[p])] for p in v.pred_sentences]
-                          for g in v.gold_sentences]).reshape(v.ious.shape)
+            S = np.array([[pair_score[(g, p)] for p in v.pred_tokens] for g in v.gold_tokens]).reshape(v.ious.shape)
             prf.append(video_prf(v.ious, S))
         means = np.mean(prf, axis=0) * 100 if prf else np.zeros(3)
         per_reference.append({'reference': label, 'precision': float(means[0]), 'recall': float(means[1]),

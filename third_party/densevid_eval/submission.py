@@ -11,8 +11,7 @@ import math
 from numbers import Real
 from pathlib import Path
 
-from utils.annotations import load_annotations, validate_annotations
-
+from .annotations import load_annotations, validate_annotations
 from .meteor import LINE_BREAKS
 
 
