@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from utils.synthetic import (SyntheticDataError, SyntheticWorld, content_words, generate_annotations,
-                             make_synthetic_dataset)
+from utils.synthetic import (SignalModel, SyntheticDataError, SyntheticWorld, content_words, generate_annotations,
+                             make_synthetic_dataset, video_features)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,6 +157,41 @@ def test_annotations_mode_conditions_features_on_given_captions(tmp_path):
     assert np.load(paths.clip_dir / 'v_y.npy').shape == (12, 768)
 
 
+def test_train_and_val_sizes_and_the_signal_model_record(tmp_path):
+    _write_annotation_dir(tmp_path / 'real')
+    signal = SignalModel(signal_to_noise=4.0, scene=0.0, c3d_rate=3.75, clip_rate=0.5)
+    paths = make_synthetic_dataset(tmp_path / 'out', annotations=tmp_path / 'real', max_videos=3, max_val_videos=1,
+                                   signal=signal)
+    assert list(_load(paths.train)) == ['v_a', 'v_b', 'v_c'] and list(_load(paths.val_1)) == ['v_x']
+    with h5py.File(paths.c3d, 'r') as f:
+        assert f['v_a']['c3d_features'].shape == (47, 500)    # round(3.75 * 12.5)
+    assert np.load(paths.clip_dir / 'v_x.npy').shape == (6, 768)  # round(0.5 * 12.5)
+    record = json.loads((paths.root / 'signal_model.json').read_text())
+    assert (record['signal_to_noise'], record['scene'], record['c3d_rate'], record['annotations']) == \
+        (4.0, 0.0, 3.75, 'real')
+
+
+def test_signal_model_parts(tmp_path):
+    """Each part of a row as documented: the signature's coefficient is the signal-to-noise ratio inside an event
+    and 0 outside (up to the noise), the scene is one offset for the whole video."""
+    world = SyntheticWorld(0)
+    video = {'duration': 400.0, 'timestamps': [[0.0, 200.0]], 'sentences': ['a violin is played']}
+    quiet = video_features(world, 'v', video, SignalModel(signal_to_noise=0.0, scene=0.0))['clip']
+    loud = video_features(world, 'v', video, SignalModel(signal_to_noise=5.0, scene=0.0))['clip']
+    direction = world.caption_direction('a violin is played', 'clip')
+    along = (loud - quiet) @ direction                    # the same noise draws: the difference is the signal
+    assert along[:200].mean() == pytest.approx(5.0, rel=0.1) and abs(along[200:].mean()) < 1e-5
+    scene = video_features(world, 'v', video, SignalModel(signal_to_noise=0.0, scene=2.0))['clip'] - quiet
+    assert np.allclose(scene, scene[0], atol=1e-5) and scene[0].std() == pytest.approx(2.0, rel=0.1)
+
+
+def test_annotations_mode_reads_youcook2_files(shared_dir, tmp_path):
+    real = shared_dir / 'data' / 'youcook2'
+    paths = make_synthetic_dataset(tmp_path / 'yc2', annotations=real, max_videos=2, features=False)
+    assert list(_load(paths.train)) == list(_load(real / 'yc2_train.json'))[:2]
+    assert list(_load(paths.val_1)) == list(_load(real / 'yc2_val.json'))[:2] and not paths.val_2.exists()
+
+
 def test_annotations_mode_reads_the_real_activitynet_files(shared_dir, tmp_path):
     real = shared_dir / 'data' / 'activitynet_captions'
     paths = make_synthetic_dataset(tmp_path / 'anet', annotations=real, max_videos=3, features=False)
@@ -172,8 +207,10 @@ def test_errors_name_the_problem(tmp_path):
         generate_annotations('huge')
     (tmp_path / 'incomplete').mkdir()
     (tmp_path / 'incomplete' / 'train.json').write_text('{}')
-    with pytest.raises(SyntheticDataError, match=r"incomplete: no val_1\.json for the val_1 split"):
+    with pytest.raises(SyntheticDataError, match=r"incomplete: no val_1\.json or yc2_val\.json for the val_1 split"):
         make_synthetic_dataset(tmp_path / 'out', annotations=tmp_path / 'incomplete')
+    with pytest.raises(SyntheticDataError, match='scene must be >= 0'):
+        SignalModel(scene=-1)
 
 
 def test_command_line_writes_the_same_captions(tiny_data, tmp_path):

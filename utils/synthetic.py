@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
@@ -56,6 +56,24 @@ _STREAM_VIDEO, _STREAM_FEATURES, _STREAM_WORD, _STREAM_PROJECTION = range(4)
 
 class SyntheticDataError(ValueError):
     """Bad arguments or input for the synthetic data generator."""
+
+
+@dataclass(frozen=True)
+class SignalModel:
+    """What a feature row carries (module docstring, "Signal model"); the defaults are the embedded datasets'."""
+    signal_to_noise: float = 2.0   # norm of an event's signal along its caption signature, per unit noise std
+    scene: float = 0.5             # std per dimension of the per-video scene vector (a constant offset)
+    c3d_rate: float = C3D_ROWS_PER_SECOND    # C3D rows per second before the loaders' [::2] (real C3D: 3.75)
+    clip_rate: float = CLIP_ROWS_PER_SECOND  # CLIP rows per second (ILCACM's extractor: 1)
+    jitter: float = 0.3            # norm of an event's own random perturbation of its signature, before renorm
+
+    def __post_init__(self):
+        for name in ('signal_to_noise', 'scene', 'jitter'):
+            if not (getattr(self, name) >= 0):
+                raise SyntheticDataError(f"signal model: {name} must be >= 0, got {getattr(self, name)}")
+        for name in ('c3d_rate', 'clip_rate'):
+            if not (getattr(self, name) > 0):
+                raise SyntheticDataError(f"signal model: {name} must be > 0, got {getattr(self, name)}")
 
 
 # --------------------------------------------------------------------------------------------- grammar
@@ -344,31 +362,32 @@ def _smoothed_noise(rng: np.random.Generator, n_rows: int, dim: int) -> np.ndarr
     return (0.25 * e[:-2] + 0.5 * e[1:-1] + 0.25 * e[2:]) / np.float32(np.sqrt(0.375))
 
 
-def video_features(world: SyntheticWorld, vid: str, annotation: dict, signal_to_noise: float = 2.0
+def video_features(world: SyntheticWorld, vid: str, annotation: dict, signal: SignalModel = SignalModel()
                    ) -> dict[str, np.ndarray]:
-    """{'c3d': (round(2*dur), 500), 'clip': (round(dur), 768)} float32 features of one video, from its captions."""
+    """{'c3d': (round(c3d_rate * dur), 500), 'clip': (round(clip_rate * dur), 768)} float32 features of one video,
+    from its captions (module docstring, "Signal model")."""
     rng = np.random.default_rng([world.seed, _STREAM_FEATURES, _stable_id(vid)])
     duration = float(annotation['duration'])
     sentences = annotation['sentences']
-    jitter = rng.standard_normal((len(sentences), world.latent_dim)) * (0.3 / np.sqrt(world.latent_dim))
+    jitter = rng.standard_normal((len(sentences), world.latent_dim)) * (signal.jitter / np.sqrt(world.latent_dim))
     latents = np.stack([world.caption_latent(s) for s in sentences]) + jitter if sentences else \
         np.zeros((0, world.latent_dim))
     latents /= np.maximum(np.linalg.norm(latents, axis=1, keepdims=True), 1e-8)
     out = {}
-    for kind, rate in (('c3d', C3D_ROWS_PER_SECOND), ('clip', CLIP_ROWS_PER_SECOND)):
+    for kind, rate in (('c3d', signal.c3d_rate), ('clip', signal.clip_rate)):
         projection = world.projections[kind]
         n_rows = max(1, int(round(rate * duration)))
         rows = _event_rows(annotation['timestamps'], duration, n_rows).astype(np.float32)
         weights = rows / np.sqrt(np.maximum(rows.sum(1, keepdims=True), 1))  # overlaps keep the signal's energy
-        signal = weights @ (latents.astype(np.float32) @ projection.T)        # (rows, events) @ (events, dim)
-        background = 0.5 * rng.standard_normal(projection.shape[0], dtype=np.float32)
-        out[kind] = (signal_to_noise * signal + background + _smoothed_noise(rng, n_rows, projection.shape[0])
-                     ).astype(np.float32)
+        event_signal = weights @ (latents.astype(np.float32) @ projection.T)  # (rows, events) @ (events, dim)
+        scene = np.float32(signal.scene) * rng.standard_normal(projection.shape[0], dtype=np.float32)
+        out[kind] = (np.float32(signal.signal_to_noise) * event_signal + scene
+                     + _smoothed_noise(rng, n_rows, projection.shape[0])).astype(np.float32)
     return out
 
 
 def write_features(annotations: dict[str, dict], c3d_path: Path, clip_dir: Path, seed: int = 0,
-                   signal_to_noise: float = 2.0) -> None:
+                   signal: SignalModel = SignalModel()) -> None:
     """Write c3d.hdf5 and clip/<vid>.npy for every video of `annotations` ({vid: annotation})."""
     world = SyntheticWorld(seed)
     Path(c3d_path).parent.mkdir(parents=True, exist_ok=True)
@@ -376,57 +395,71 @@ def write_features(annotations: dict[str, dict], c3d_path: Path, clip_dir: Path,
     with h5py.File(c3d_path, 'w') as f:
         for vid, annotation in annotations.items():
             clip_file = video_path(clip_dir, vid, clip_dir)  # a safe id, inside clip_dir (utils/paths.py)
-            feats = video_features(world, vid, annotation, signal_to_noise)
+            feats = video_features(world, vid, annotation, signal)
             f.create_group(vid).create_dataset('c3d_features', data=feats['c3d'])
             np.save(clip_file, feats['clip'])
 
 
 # ------------------------------------------------------------------------------------- real annotations
-def load_annotation_dir(directory, max_videos: int | None = None) -> dict[str, dict]:
-    """train (train.json or train_modified.json), val_1, val_2 from a folder of ActivityNet Captions files,
-    validated; with max_videos, the first K videos of train and val_1 and the val_2 videos among them."""
+ANNOTATION_FILES = {'train': ('train.json', 'train_modified.json', 'yc2_train.json'),   # ActivityNet, YouCook2
+                    'val_1': ('val_1.json', 'yc2_val.json'), 'val_2': ('val_2.json',)}
+
+
+def load_annotation_dir(directory, max_train: int | None = None, max_val: int | None = None) -> dict[str, dict]:
+    """train, val_1 and (where present) val_2 from a folder of ActivityNet Captions files (`train.json` or
+    `train_modified.json`, `val_1.json`, `val_2.json`) or YouCook2 ones (`yc2_train.json`, `yc2_val.json`: the same
+    format, no second annotator), validated; the first `max_train` train videos, the first `max_val` val_1 videos
+    and the val_2 videos among them."""
     directory = Path(directory)
-    names = {'train': ('train.json', 'train_modified.json'), 'val_1': ('val_1.json',), 'val_2': ('val_2.json',)}
     splits = {}
-    for split, candidates in names.items():
+    for split, candidates in ANNOTATION_FILES.items():
         path = next((directory / c for c in candidates if (directory / c).is_file()), None)
-        if path is None:
+        if path is None and split != 'val_2':
             raise SyntheticDataError(f"{directory}: no {' or '.join(candidates)} for the {split} split")
-        splits[split] = load_annotations(path)
-    if max_videos is not None:
-        splits['train'] = dict(list(splits['train'].items())[:max_videos])
-        splits['val_1'] = dict(list(splits['val_1'].items())[:max_videos])
+        if path is not None:
+            splits[split] = load_annotations(path)
+    splits['train'] = dict(list(splits['train'].items())[:max_train])
+    splits['val_1'] = dict(list(splits['val_1'].items())[:max_val])
+    if 'val_2' in splits:
         splits['val_2'] = {vid: a for vid, a in splits['val_2'].items() if vid in splits['val_1']}
     return splits
 
 
 # ---------------------------------------------------------------------------------------------- dataset
 def make_synthetic_dataset(out_dir, size: str = 'tiny', seed: int = 0, *, features: bool = True,
-                           annotations=None, max_videos: int | None = None, signal_to_noise: float = 2.0):
-    """Write a data root (captions + features) and return its `utils.run.DataPaths`.
+                           annotations=None, max_videos: int | None = None, max_val_videos: int | None = None,
+                           signal: SignalModel = SignalModel()):
+    """Write a data root (captions + features + `signal_model.json`) and return its `utils.run.DataPaths`.
 
     size: 'tiny' (24 train / 8 val videos, 20-60 s), 'small' (400 / 100, 20-60 s) or 'anet' (10,009 / 4,917,
-    ActivityNet-like durations). annotations: a folder of real ActivityNet Captions files to copy (first
-    `max_videos` per split) and condition the features on, instead of generated captions. features=False
-    writes the captions only. signal_to_noise: event signal along its caption signature per unit of noise.
+    ActivityNet-like durations). annotations: a folder of real ActivityNet Captions or YouCook2 files to copy and
+    condition the features on, instead of generated captions. max_videos: keep the first K train videos (and,
+    unless max_val_videos is given, the first K val_1 videos). features=False writes the captions only.
+    signal: what the features carry (SignalModel).
     """
     from utils.run import data_paths  # imports torch: only when a data root is written
 
+    max_val = max_videos if max_val_videos is None else max_val_videos
     if annotations is not None:
-        splits = load_annotation_dir(annotations, max_videos)
+        splits = load_annotation_dir(annotations, max_videos, max_val)
     else:
         splits = generate_annotations(size, seed)
-        if max_videos is not None:
-            splits = {name: dict(list(split.items())[:max_videos]) for name, split in splits.items()}
+        splits = {name: dict(list(split.items())[:max_videos if name == 'train' else max_val])
+                  for name, split in splits.items()}
     paths = data_paths(str(out_dir))
     paths.train.parent.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
-        with open(getattr(paths, name), 'w') as f:
-            json.dump(splits[name], f)
+        if name in splits:
+            with open(getattr(paths, name), 'w') as f:
+                json.dump(splits[name], f)
     if features:
         conditioning = {}       # features follow the first annotation of a video: train, then val_1, then val_2
         for name in SPLITS:
-            for vid, annotation in splits[name].items():
+            for vid, annotation in splits.get(name, {}).items():
                 conditioning.setdefault(vid, annotation)
-        write_features(conditioning, paths.c3d, paths.clip_dir, seed, signal_to_noise)
+        write_features(conditioning, paths.c3d, paths.clip_dir, seed, signal)
+        record = {'seed': seed, 'annotations': None if annotations is None else Path(annotations).name,
+                  'size': None if annotations is not None else size, **asdict(signal),
+                  'latent_dim': LATENT_DIM, 'c3d_dim': C3D_DIM, 'clip_dim': CLIP_DIM}
+        (paths.root / 'signal_model.json').write_text(json.dumps(record, indent=1) + '\n')
     return paths
