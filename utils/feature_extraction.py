@@ -256,7 +256,10 @@ def extract(videos: list[Path], extractor: Extractor, store, batch_size: int | N
     report = ExtractionReport()
     todo = []
     for path in videos:
-        (report.skipped if store.done(video_id(path)) else todo).append(path)
+        if store.done(video_id(path)):
+            report.skipped.append(video_id(path))
+        else:
+            todo.append(path)
     stop = threading.Event()
     queues = [queue.Queue(maxsize=QUEUE_BATCHES * batch_size) for _ in todo]
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix='decode')

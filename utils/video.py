@@ -90,6 +90,11 @@ def fps_sample(frames: Iterable[tuple[Fraction, Fraction, T]], fps: Fraction) ->
         next_slot += 1
 
 
+def _reason(error: Exception) -> str:
+    """FFmpeg's message without the file name PyAV appends (the VideoError names the file once)."""
+    return getattr(error, 'strerror', None) or str(error)
+
+
 @contextmanager
 def open_video(path):
     """(container, first video stream) of `path`; any failure to open is a VideoError naming the file."""
@@ -99,7 +104,7 @@ def open_video(path):
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as error:
-        raise VideoError(f"{path}: cannot open as a video ({error})") from None
+        raise VideoError(f"{path}: cannot open as a video ({_reason(error)})") from None
     try:
         if not container.streams.video:
             raise VideoError(f"{path}: no video stream")
@@ -140,7 +145,7 @@ def decode(path) -> Iterator[DecodedFrame]:
                 if frame.pts is None:
                     time += duration
         except av.FFmpegError as error:
-            raise VideoError(f"{path}: decoding failed after {count} frames ({error})") from None
+            raise VideoError(f"{path}: decoding failed after {count} frames ({_reason(error)})") from None
     if count == 0:
         raise VideoError(f"{path}: no decodable video frames")
 
@@ -214,7 +219,8 @@ def probe(path) -> VideoInfo:
         try:
             first = next(container.decode(stream))
         except (StopIteration, av.FFmpegError) as error:
-            raise VideoError(f"{path}: no decodable video frames ({error or 'empty stream'})") from None
+            raise VideoError(f"{path}: no decodable video frames "
+                             f"({_reason(error) if str(error) else 'empty stream'})") from None
         rate = Fraction(stream.average_rate) if stream.average_rate else None
         duration = container.duration / av.time_base if container.duration else None
         width, height = displayed_size(first, path)
