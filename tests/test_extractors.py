@@ -341,16 +341,16 @@ def test_script_missing_weights_and_failures(tmp_path, video_dir):
     assert out.returncode == 2 and out.stderr.count('\n') == 1
     assert out.stderr.startswith(f"error: {tmp_path / 'nowhere'} not found: put Hugging Face's "
                                  "openai/clip-vit-large-patch14 folder") and '--clip-model' in out.stderr
-    if not (ROOT / 'data/c3d/c3d.pickle').exists():
-        out = _script('--videos', video_dir, '--out', tmp_path / 'r', '--features', 'c3d')
-        assert out.returncode == 2 and out.stderr.startswith('error: data/c3d/c3d.pickle not found: put ')
     out = _script('--videos', video_dir, '--out', tmp_path / 'r', '--clip-model', write_tiny_clip(tmp_path / 'c'),
                   '--device', 'cpu', '--quiet')
     assert out.returncode == 1, out.stderr
     assert 'clip: 2 extracted, 0 already done, 1 failed' in out.stdout and 'failed broken: ' in out.stdout
 
 
-def test_missing_weights_error_says_what_goes_where():
+def test_missing_weights_error_says_what_goes_where(video_dir):
+    if not (ROOT / 'data/c3d/c3d.pickle').exists():                         # the default, under the repository
+        with pytest.raises(MissingWeightsError, match=r'^data/c3d/c3d.pickle not found: put the Sports-1M C3D'):
+            extract_features([video_dir], 'unused', ('clip', 'c3d'), clip_model=__file__)
     with pytest.raises(MissingWeightsError, match='PCA_activitynet_v1-3.hdf5'):
         build_extractor('c3d', device='cpu', c3d_model=__file__, c3d_pca='/nonexistent/pca.hdf5', c3d_mean='channel')
     assert all(not Path(p).is_absolute() for p in DEFAULT_WEIGHTS.values())    # resolved at run time
