@@ -1,8 +1,9 @@
-"""Speed and memory of the suite in one report: the scorer, WSDEC and ILCACM benchmarks, each measured against
-its own in-run reference (the official per-video scorer loop, the original step-by-step recurrences, a naive
-ILCACM), plus the absolute figures labelled with the device they were measured on.
+"""Speed and memory of the suite in one report: the scorer, WSDEC, ILCACM and feature-extraction benchmarks, each
+measured against its own in-run reference (the official per-video scorer loop, the original step-by-step
+recurrences, a naive ILCACM, extraction one frame / window at a time), plus the absolute figures labelled with the
+device they were measured on.
 
-    python scripts/benchmark.py [scorer|wsdec|ilcacm|all] [--quick] [--out-dir runs/benchmarks]
+    python scripts/benchmark.py [scorer|wsdec|ilcacm|extraction|all] [--quick] [--out-dir runs/benchmarks]
 
 Each part is `scripts/benchmark_<part>.py`'s `run(quick) -> dict`. A part whose module is absent is reported as
 missing; a part that raises is reported as failed (exit status 1). Writes runs/benchmarks/benchmark_<which>
@@ -21,7 +22,7 @@ import traceback
 
 import torch
 
-PARTS = ('scorer', 'wsdec', 'ilcacm')
+PARTS = ('scorer', 'wsdec', 'ilcacm', 'extraction')
 RATIO_WORDS = ('speedup', 'ratio')              # keys holding "reference time / our time"
 SKIPPED_KEYS = ('settings', 'setting_')         # workload parameters, not measurements
 

@@ -9,8 +9,8 @@ from fractions import Fraction
 
 import pytest
 
-from tests.test_video import write_video
 from utils.caption_outputs import CaptionFormatError, cues, srt_text, timecode, vtt_text, write_caption_files
+from utils.video import write_synthetic_video as write_video
 
 EVENTS = [{'sentence': 'He lifts  a weight\nagain.', 'timestamp': [30.0, 61.25]},
           {'sentence': 'A man walks in & <smiles>.', 'timestamp': [0.0, 20.0004]},

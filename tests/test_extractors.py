@@ -20,10 +20,9 @@ from models.extractors.c3d import (C3D, CROP, CROP_LEFT, CROP_TOP, PCA_DIM, C3DE
 from models.extractors.clip import (IMAGE_MEAN, IMAGE_STD, CLIPImageEncoder, ClipExtractor, clip_frames,
                                     frame_filters, preprocess, scaled_size)
 from models.ilcacm.gpt2 import CheckpointFormatError, save_safetensors
-from tests.test_video import write_video
 from utils.feature_extraction import (DEFAULT_WEIGHTS, Hdf5Store, MissingWeightsError, VideoIdError, build_extractor,
                                       check_video_id, extract_features, extract_video, list_videos)
-from utils.video import FilterChain, decode
+from utils.video import FilterChain, decode, write_synthetic_video as write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CLIP = {'projection_dim': 8, 'vision_config': {'hidden_size': 16, 'intermediate_size': 32,

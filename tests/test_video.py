@@ -7,40 +7,8 @@ import av
 import numpy as np
 import pytest
 
-from utils.video import (FilterChain, VideoError, decode, fps_sample, probe, round_near_inf, sample, thumbnails)
-
-CODEC = 'libx264' if 'libx264' in av.codecs_available else 'mpeg4'
-
-
-def moving_shapes(i: int, width: int = 64, height: int = 48) -> np.ndarray:
-    """Frame i: a red square in the top-left quadrant, a white bar moving right, the frame number in blue."""
-    img = np.zeros((height, width, 3), np.uint8)
-    img[: height // 2, : width // 2, 0] = 220
-    img[:, (3 * i) % width: (3 * i) % width + 4] = 255
-    img[..., 2] = np.uint8(min(i, 255))
-    return img
-
-
-def write_video(path, n_frames=None, rate=Fraction(25), pts_ms=None, rotation=None, width=64, height=48):
-    """A test video: `n_frames` at `rate`, or frames at the hand-set times `pts_ms` (milliseconds, variable frame
-    rate; needs a container with a millisecond time base such as .mkv); `rotation`: display matrix, degrees
-    counter-clockwise."""
-    n_frames = len(pts_ms) if pts_ms is not None else n_frames
-    with av.open(str(path), 'w') as container:
-        stream = container.add_stream(CODEC, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        if pts_ms is not None:
-            stream.codec_context.time_base = Fraction(1, 1000)
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(moving_shapes(i, width, height), format='rgb24')
-            if pts_ms is not None:
-                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
+from utils.video import (FilterChain, VideoError, decode, fps_sample, moving_shapes, probe, round_near_inf, sample,
+                         thumbnails, write_synthetic_video as write_video)
 
 def fps_filter_oracle(frames, fps) -> list[int]:
     """libavfilter's `fps=fps` on `(pts, duration, time_base)` gray frames whose pixels hold their index; returns

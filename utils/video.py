@@ -264,3 +264,35 @@ def _jpeg(scaled: av.VideoFrame, width: int, height: int) -> bytes:
     encoder.width, encoder.height, encoder.pix_fmt = width, height, 'yuvj420p'
     encoder.time_base = Fraction(1, 25)
     return b''.join(bytes(packet) for packet in encoder.encode(scaled) + encoder.encode(None))
+
+
+# ------------------------------------------------------------------------------- synthetic videos (tests, benchmark)
+def moving_shapes(i: int, width: int = 64, height: int = 48) -> np.ndarray:
+    """Frame i of the synthetic video: a red top-left quadrant, a white bar moving right, i in the blue channel."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[: height // 2, : width // 2, 0] = 220
+    img[:, (3 * i) % width: (3 * i) % width + 4] = 255
+    img[..., 2] = np.uint8(min(i, 255))
+    return img
+
+
+def write_synthetic_video(path, n_frames=None, rate=Fraction(25), pts_ms=None, rotation=None, width=64, height=48):
+    """Write `moving_shapes` frames: `n_frames` at `rate`, or at the hand-set times `pts_ms` (milliseconds:
+    variable frame rate, in a container with a millisecond time base such as .mkv); `rotation`: a display matrix
+    turning the picture that many degrees counter-clockwise. H.264 (MPEG-4 part 2 when libx264 is absent)."""
+    n_frames = len(pts_ms) if pts_ms is not None else n_frames
+    codec = 'libx264' if 'libx264' in av.codecs_available else 'mpeg4'
+    with av.open(str(path), 'w') as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(moving_shapes(i, width, height), format='rgb24')
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return Path(path)
