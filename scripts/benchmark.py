@@ -129,6 +129,19 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines)
 
 
+def part_main(doc: str, run, summary, quick_help: str, argv=None) -> None:
+    """The command line of one part (`scripts/benchmark_<part>.py [--quick] [--device] [--out FILE]`)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help=quick_help)
+    parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
+    parser.add_argument('--out', default=None, help='also write the results to this JSON file')
+    args = parser.parse_args(argv)
+    results = run(args.quick, args.device)
+    print(summary(results))
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(results, indent=1, default=str) + '\n')
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('which', nargs='?', choices=PARTS + ('all',), default='all')

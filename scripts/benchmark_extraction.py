@@ -13,8 +13,6 @@ On CUDA the model runs in float32 (the default) and, for CLIP, also in bf16.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
-import json
 import os
 import tempfile
 import time
@@ -25,6 +23,7 @@ import torch
 
 from models.extractors.c3d import SPORTS1M_CHANNELS, STRIDE, C3D, C3DExtractor, load_mean
 from models.extractors.clip import CLIPImageEncoder, CLIPVisionConfig, ClipExtractor
+from scripts.benchmark import part_main
 from utils.feature_extraction import NpyStore, extract, extract_video
 from utils.run import resolve_device
 from utils.video import decode, write_synthetic_video
@@ -162,17 +161,5 @@ def summary(r: dict) -> str:
     return '\n'.join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--quick', action='store_true', help='ViT-B/32, a narrow C3D, few frames')
-    parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
-    parser.add_argument('--out', default=None, help='also write the results to this JSON file')
-    args = parser.parse_args(argv)
-    results = run(args.quick, args.device)
-    print(summary(results))
-    if args.out:
-        pathlib.Path(args.out).write_text(json.dumps(results, indent=1, default=str) + '\n')
-
-
 if __name__ == '__main__':
-    main()
+    part_main(__doc__, run, summary, 'ViT-B/32, a narrow C3D, few frames')

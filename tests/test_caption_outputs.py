@@ -3,12 +3,12 @@ and timing, ordering, overlaps, clamping; the page is self-contained, places bar
 headless Chromium (skipped when absent, as tests/test_report.py)."""
 import base64
 import re
-import shutil
 import subprocess
 from fractions import Fraction
 
 import pytest
 
+from tests.test_report import _chromium
 from utils.caption_outputs import CaptionFormatError, cues, srt_text, timecode, vtt_text, write_caption_files
 from utils.video import write_synthetic_video as write_video
 
@@ -103,10 +103,6 @@ def test_timeline_bars_are_placed_by_time(page):
         assert float(left) == pytest.approx(100 * float(start) / 4, abs=1e-3)
         assert float(width) == pytest.approx(100 * (float(end) - float(start)) / 4, abs=1e-3)
     assert text.count('<div class="lane">') == 2                            # [0, 2] and [3, 4] share a lane
-
-
-def _chromium():
-    return shutil.which('chromium') or shutil.which('chromium-browser')
 
 
 @pytest.mark.skipif(_chromium() is None, reason='chromium not installed')

@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.extractors.base import Extractor
+from models.extractors.base import Extractor, load_strict
 from models.ilcacm.gpt2 import CheckpointFormatError
 from utils.video import FilterChain, decode
 
@@ -109,16 +109,7 @@ class C3D(nn.Module):
         except (KeyError, AttributeError, IndexError) as error:
             raise CheckpointFormatError(f"{path}: not the C3D port's key layout (no {error})") from None
         model = cls(pool5, channels, fc_dim)
-        own = model.state_dict()
-        unexpected, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
-        if unexpected or missing:
-            raise CheckpointFormatError(f"{path}: not the C3D port's key layout (missing {missing[:3]}, "
-                                        f"unexpected {unexpected[:3]})")
-        for key, tensor in state.items():
-            if tuple(tensor.shape) != tuple(own[key].shape):
-                raise CheckpointFormatError(f"{path}: {key!r} has shape {tuple(tensor.shape)}, "
-                                            f"expected {tuple(own[key].shape)}")
-        model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+        load_strict(model, state, str(path))
         return model.eval()
 
 

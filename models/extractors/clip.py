@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.extractors.base import Extractor
+from models.extractors.base import Extractor, load_strict
 from models.ilcacm.gpt2 import CheckpointFormatError, load_hf_weights
 from utils.video import FilterChain, decode, displayed_size, sample
 
@@ -244,25 +244,8 @@ class CLIPImageEncoder(nn.Module):
             raise CheckpointFormatError(f"{config_path}: not JSON ({error})") from None
         model = cls(CLIPVisionConfig.from_hf(config, str(config_path)))
         state, weights_path = load_hf_weights(local_dir)
-        model.load_hf_state_dict(state, str(weights_path))
+        load_strict(model, {k: v for k, v in state.items() if not k.startswith(IGNORED_KEYS)}, str(weights_path))
         return model.eval()
-
-    def load_hf_state_dict(self, state: dict[str, torch.Tensor], source: str) -> None:
-        """Strict copy of the vision tower + projection (every parameter present, shapes as the config says)."""
-        own = self.state_dict()
-        found = {k: v for k, v in state.items() if not k.startswith(IGNORED_KEYS)}
-        unexpected = sorted(set(found) - set(own))
-        if unexpected:
-            raise CheckpointFormatError(f"{source}: unexpected key {unexpected[0]!r} for a CLIP vision model "
-                                        f"({len(unexpected)} in all)")
-        missing = sorted(set(own) - set(found))
-        if missing:
-            raise CheckpointFormatError(f"{source}: missing {len(missing)} CLIP vision weights, e.g. {missing[:3]}")
-        for key, tensor in found.items():
-            if tuple(tensor.shape) != tuple(own[key].shape):
-                raise CheckpointFormatError(f"{source}: key {key!r} has shape {tuple(tensor.shape)}, "
-                                            f"config.json implies {tuple(own[key].shape)}")
-        self.load_state_dict({k: v.to(torch.float32) for k, v in found.items()})
 
 
 class ClipExtractor(Extractor):
