@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--videos', nargs='+', required=True, help='video files and/or folders of video files')
     parser.add_argument('--out', required=True, help='data root: writes DATA_ROOT/features/...')
-    parser.add_argument('--features', nargs='+', choices=FEATURES, default=['clip'], help='feature type(s)')
+    parser.add_argument('--features', nargs='+', choices=FEATURES, required=True,
+                        help='clip (ILCACM) and/or c3d (WSDEC)')
     for name in ('clip_model', 'c3d_model', 'c3d_pca', 'c3d_mean'):
         parser.add_argument('--' + name.replace('_', '-'), default=None,
                             help=f'default: {DEFAULT_WEIGHTS[name]} (under the repository)')

@@ -336,12 +336,13 @@ def _script(*args):
 
 
 def test_script_missing_weights_and_failures(tmp_path, video_dir):
-    out = _script('--videos', video_dir, '--out', tmp_path / 'r', '--clip-model', tmp_path / 'nowhere')
+    out = _script('--videos', video_dir, '--out', tmp_path / 'r', '--features', 'clip', '--clip-model',
+                  tmp_path / 'nowhere')
     assert out.returncode == 2 and out.stderr.count('\n') == 1
     assert out.stderr.startswith(f"error: {tmp_path / 'nowhere'} not found: put Hugging Face's "
                                  "openai/clip-vit-large-patch14 folder") and '--clip-model' in out.stderr
-    out = _script('--videos', video_dir, '--out', tmp_path / 'r', '--clip-model', write_tiny_clip(tmp_path / 'c'),
-                  '--device', 'cpu', '--quiet')
+    out = _script('--videos', video_dir, '--out', tmp_path / 'r', '--features', 'clip', '--clip-model',
+                  write_tiny_clip(tmp_path / 'c'), '--device', 'cpu', '--quiet')
     assert out.returncode == 1, out.stderr
     assert 'clip: 2 extracted, 0 already done, 1 failed' in out.stdout and 'failed broken: ' in out.stdout
 

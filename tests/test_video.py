@@ -148,3 +148,11 @@ def test_thumbnails_are_jpegs_spread_over_the_video(videos):
     assert len(shots) == 4 and all(data[:3] == b'\xff\xd8\xff' for _, data in shots)
     times = [t for t, _ in shots]
     assert times == sorted(times) and times[0] == 0.0 and times[-1] < 3.34
+
+
+def test_filter_chain_follows_a_change_of_frame_size():
+    small, large = (av.VideoFrame.from_ndarray(np.full((h, w, 3), 100, np.uint8), format='rgb24')
+                    for w, h in ((16, 12), (40, 30)))
+    chain = FilterChain(small, [('scale', '8:6:flags=bicubic')])
+    assert chain(small).shape == chain(large).shape == (6, 8, 3)
+    assert int(chain(large)[3, 4, 0]) == 100

@@ -300,7 +300,7 @@ def extract_features(inputs, data_root, features=('clip',), batch_size=None, wor
                      **options) -> dict[str, ExtractionReport]:
     """`scripts/extract_features.py`: every feature type of `features` for the videos of `inputs` (folders or
     files) into `data_root`; `options` are `build_extractor`'s (device, dtype, weight paths)."""
-    videos = list_videos(inputs)
+    videos, features = list_videos(inputs), tuple(dict.fromkeys(features))
     for feature in features:                  # every weight file checked before any extraction starts
         for name in REQUIRED_WEIGHTS.get(feature, ()):
             weight_path(name, options.get(name))

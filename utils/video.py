@@ -129,7 +129,9 @@ def decode(path) -> Iterator[DecodedFrame]:
     """Every frame of the first video stream, in presentation order, with its time and duration in seconds."""
     path = Path(path)
     with open_video(path) as (container, stream):
-        offset = Fraction(container.start_time or 0, av.time_base)
+        # the command line's input offset: minus the file's start time, rounded to the stream's time base
+        offset = round_near_inf(Fraction(container.start_time or 0, av.time_base) / stream.time_base) \
+            * stream.time_base
         time, gap, count = None, None, 0
         try:
             for frame in container.decode(stream):
@@ -189,15 +191,21 @@ def displayed_size(frame: av.VideoFrame, path='') -> tuple[int, int]:
 
 
 class FilterChain:
-    """An in-process libavfilter chain `buffer -> rotation -> filters -> format -> buffersink` for frames shaped
-    like `first`; `__call__(frame)` returns the filtered frame as an (H, W, 3) uint8 array."""
+    """An in-process libavfilter chain `buffer -> rotation -> filters -> format -> buffersink`, set up for the
+    shape of `first` and set up again when a frame's size or pixel format changes (as the command line
+    reconfigures its graph); `__call__(frame)` returns the filtered frame as an (H, W, C) uint8 array."""
 
     def __init__(self, first: av.VideoFrame, filters: list[tuple[str, str]], pix_fmt: str = 'rgb24', path=''):
-        self.pix_fmt = pix_fmt
+        self.filters, self.pix_fmt, self.path = filters, pix_fmt, path
+        self.shape, self.graph = None, None
+        self._configure(first)
+
+    def _configure(self, frame: av.VideoFrame) -> None:
+        self.shape = (frame.width, frame.height, frame.format.name)
         self.graph = av.filter.Graph()
-        node = self.graph.add_buffer(width=first.width, height=first.height, format=first.format.name,
-                                     time_base=first.time_base or Fraction(1, 1))
-        for name, args in rotation_filters(first, path) + filters + [('format', pix_fmt)]:
+        node = self.graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                     time_base=frame.time_base or Fraction(1, 1))
+        for name, args in rotation_filters(frame, self.path) + self.filters + [('format', self.pix_fmt)]:
             following = self.graph.add(name, args)
             node.link_to(following)
             node = following
@@ -205,8 +213,13 @@ class FilterChain:
         self.graph.configure()
 
     def filtered(self, frame: av.VideoFrame) -> av.VideoFrame:
-        self.graph.vpush(frame)
-        return self.graph.vpull()
+        try:
+            if (frame.width, frame.height, frame.format.name) != self.shape:
+                self._configure(frame)
+            self.graph.vpush(frame)
+            return self.graph.vpull()
+        except av.FFmpegError as error:
+            raise VideoError(f"{self.path}: filtering a frame failed ({_reason(error)})") from None
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         return self.filtered(frame).to_ndarray(format=self.pix_fmt)
