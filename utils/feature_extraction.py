@@ -5,8 +5,9 @@
     extractor = build_extractor('clip', clip_model='data/clip-vit-large-patch14', device='auto')
     report = extract(list_videos(['videos/']), extractor, feature_store('clip', 'DATA_ROOT'))
 
-* Video ids are the file names without their extension (`v_QOlSCBRmfWY.mp4` → `v_QOlSCBRmfWY`); an id must be a
-  safe file name (no path separator, no `..`, no leading `/`) and unique among the inputs.
+* Inputs are video files and folders (every non-hidden file in a folder, not recursive; a file that is not a
+  video fails like a corrupt one). Video ids are the file names without their extension (`v_QOlSCBRmfWY.mp4` →
+  `v_QOlSCBRmfWY`); an id must be a safe file name (no path separator, no `..`, no leading `/`) and unique.
 * Decoding runs in worker threads (`workers`, default 2), a few videos ahead of the model, each video's model
   inputs streaming through a bounded queue, so the model is not idle and long videos need bounded memory.
   Batches of `batch_size` inputs of one video run on the device (GPU by default when present), in float32

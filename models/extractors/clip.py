@@ -3,7 +3,8 @@
 Frames (`clip_frames`): ffmpeg at 1 fps (`fps=1`), `scale=W:H` with the authors' `_get_output_dim` (the shorter
 side to 224, the longer one `int(long * 224 / short)`), `crop=224:224:x:y` with `x = int((W - 224) / 2)`,
 `y = int((H - 224) / 2)`, rgb24. These run here as the same libavfilter filters in-process (utils/video.py), with
-the scale filter's default `flags=bicubic` (libswscale's default, which the command line uses) written out.
+`flags=bicubic` written out: the command line gives every `scale` filter its `sws_flags`, bicubic by default (and
+libswscale's own default is bicubic too).
 
 Preprocessing (`preprocess`): the authors then pass the 224 x 224 frames (as float tensors holding integers
 0..255) to `CLIPProcessor`, i.e. `CLIPImageProcessor` of `openai/clip-vit-large-patch14` (preprocessor_config.json:
@@ -30,7 +31,9 @@ such a video gets its first frame (documented decision: no ActivityNet video is 
 gets its frame (the authors' `squeeze()` made it 3-D and skipped it).
 Rotated videos are shown upright first (the command line's autorotate) and scaled from the upright size; the
 authors computed W, H from ffprobe's coded size, which squeezes rotated videos (not reproduced; ActivityNet's
-videos carry no rotation).
+videos carry no rotation). Also not reproduced: the authors skipped videos whose average frame rate is under 1
+("Corrupted Frame Rate"; here they are extracted), and named the output after the file name up to its first dot
+(here: the name without its extension; ActivityNet ids have no dots).
 """
 from __future__ import annotations
 
