@@ -364,3 +364,12 @@ def test_clip_extractor_runs_in_bf16(tmp_path, video_dir):
                                                                   clip_model=tmp_path / 'c'))
     assert low.dtype == np.float32 and np.allclose(low, full, atol=0.1)
     assert isinstance(build_extractor('c3d', device='cpu', **write_tiny_c3d(tmp_path / 'k')), C3DExtractor)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+def test_cuda_features_match_the_cpu(tmp_path, video_dir):
+    weights = {'clip_model': write_tiny_clip(tmp_path / 'clip'), **write_tiny_c3d(tmp_path / 'c3d')}
+    for feature in ('clip', 'c3d'):
+        cpu, gpu = (extract_video(video_dir / 'cfr.mp4', build_extractor(feature, device=d, **weights))
+                    for d in ('cpu', 'cuda'))
+        assert np.allclose(cpu, gpu, rtol=1e-3, atol=1e-3)

@@ -33,7 +33,8 @@ font-size:11.5px;color:#66707a}.strip img{display:block;width:100%;height:auto;b
 .lane{position:relative;height:22px}.bar{position:absolute;top:3px;height:16px;border-radius:3px;background:#2e9d4f;
 color:#fff;font-size:11px;line-height:16px;overflow:hidden;white-space:nowrap;padding-left:3px;box-sizing:border-box;
 min-width:2px}.bar:nth-child(even){background:#2f78b7}
-.axis{position:relative;height:18px;font-size:11px;color:#66707a}.axis span{position:absolute;transform:translateX(-50%);white-space:nowrap}
+.axis{position:relative;height:18px;font-size:11px;color:#66707a}
+.axis span{position:absolute;transform:translateX(-50%);white-space:nowrap}
 table{border-collapse:collapse;margin:12px 0}td,th{padding:3px 10px;border-bottom:1px solid #e6e9ec;text-align:left;
 vertical-align:top}th{background:#f4f6f8;font-weight:600}td.t{white-space:nowrap;color:#4a545e}
 """

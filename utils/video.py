@@ -132,7 +132,7 @@ def decode(path) -> Iterator[DecodedFrame]:
         # the command line's input offset: minus the file's start time, rounded to the stream's time base
         offset = round_near_inf(Fraction(container.start_time or 0, av.time_base) / stream.time_base) \
             * stream.time_base
-        time, gap, count = None, None, 0
+        time, duration, gap, count = None, None, None, 0
         try:
             for frame in container.decode(stream):
                 if frame.pts is not None:
@@ -141,11 +141,11 @@ def decode(path) -> Iterator[DecodedFrame]:
                     time = new_time
                 elif time is None:
                     continue               # the fps filter discards initial frames without a timestamp
+                else:
+                    time = time + duration  # no timestamp: predicted from the previous frame
                 duration = _frame_duration(frame, stream, gap)
                 count += 1
                 yield DecodedFrame(time, duration, frame)
-                if frame.pts is None:
-                    time += duration
         except av.FFmpegError as error:
             raise VideoError(f"{path}: decoding failed after {count} frames ({_reason(error)})") from None
     if count == 0:
