@@ -1,8 +1,9 @@
-"""Speed and memory of the suite in one report: the scorer, WSDEC and ILCACM benchmarks, each measured against
-its own in-run reference (the official per-video scorer loop, the original step-by-step recurrences, a naive
-ILCACM), plus the absolute figures labelled with the device they were measured on.
+"""Speed and memory of the suite in one report: the scorer, WSDEC, ILCACM and feature-extraction benchmarks, each
+measured against its own in-run reference (the official per-video scorer loop, the original step-by-step
+recurrences, a naive ILCACM, extraction one frame / window at a time), plus the absolute figures labelled with the
+device they were measured on.
 
-    python scripts/benchmark.py [scorer|wsdec|ilcacm|all] [--quick] [--out-dir runs/benchmarks]
+    python scripts/benchmark.py [scorer|wsdec|ilcacm|extraction|all] [--quick] [--out-dir runs/benchmarks]
 
 Each part is `scripts/benchmark_<part>.py`'s `run(quick) -> dict`. A part whose module is absent is reported as
 missing; a part that raises is reported as failed (exit status 1). Writes runs/benchmarks/benchmark_<which>
@@ -21,7 +22,7 @@ import traceback
 
 import torch
 
-PARTS = ('scorer', 'wsdec', 'ilcacm')
+PARTS = ('scorer', 'wsdec', 'ilcacm', 'extraction')
 RATIO_WORDS = ('speedup', 'ratio')              # keys holding "reference time / our time"
 SKIPPED_KEYS = ('settings', 'setting_')         # workload parameters, not measurements
 
@@ -126,6 +127,19 @@ def markdown(report: dict) -> str:
         lines += [f'| {k} | {fmt(v)} |' for k, v in other.items()]
         lines.append('')
     return '\n'.join(lines)
+
+
+def part_main(doc: str, run, summary, quick_help: str, argv=None) -> None:
+    """The command line of one part (`scripts/benchmark_<part>.py [--quick] [--device] [--out FILE]`)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true', help=quick_help)
+    parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
+    parser.add_argument('--out', default=None, help='also write the results to this JSON file')
+    args = parser.parse_args(argv)
+    results = run(args.quick, args.device)
+    print(summary(results))
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(results, indent=1, default=str) + '\n')
 
 
 def main(argv=None) -> int:

@@ -18,9 +18,7 @@ Peak memory: process max RSS on CPU (cumulative: it never decreases), max alloca
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 import contextlib
-import json
 import os
 import platform
 import resource
@@ -33,8 +31,9 @@ import torch
 
 from models.ilcacm import captioner as captioner_module
 from models.ilcacm.factory import build_model
-from scripts.benchmark_ilcacm_reference import beam_search_naive
 from models.ilcacm.steps import cosine_schedule, supervised_tokens, train_step
+from scripts.benchmark import part_main
+from scripts.benchmark_ilcacm_reference import beam_search_naive
 from utils.ilcacm_data import dense_target, ilcacm_collate, negative_target, positive_target
 from utils.run import autocast, resolve_device
 
@@ -337,15 +336,7 @@ def summary(r):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--quick', action='store_true', help='batch 2, one timed step, 2 videos, short generation')
-    parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
-    parser.add_argument('--out', default=None, help='also write the results to this JSON file')
-    args = parser.parse_args(argv)
-    results = run(args.quick, args.device)
-    print(summary(results))
-    if args.out:
-        pathlib.Path(args.out).write_text(json.dumps(results, indent=1) + '\n')
+    part_main(__doc__, run, summary, 'batch 2, one timed step, 2 videos, short generation', argv)
 
 
 if __name__ == '__main__':

@@ -68,6 +68,18 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def load_hf_weights(local_dir: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """(state dict, file) of a Hugging Face model folder: `model.safetensors`, else `pytorch_model.bin`
+    (read with `weights_only=True`: no code runs)."""
+    local_dir = Path(local_dir)
+    if (local_dir / "model.safetensors").is_file():
+        return load_safetensors(local_dir / "model.safetensors"), local_dir / "model.safetensors"
+    if (local_dir / "pytorch_model.bin").is_file():
+        path = local_dir / "pytorch_model.bin"
+        return torch.load(path, map_location="cpu", weights_only=True), path
+    raise CheckpointFormatError(f"{local_dir}: neither model.safetensors nor pytorch_model.bin found")
+
+
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
     """Write tensors in the safetensors layout (header padded to 8 bytes, as the reference writer does)."""
     header, chunks, offset = {}, [], 0
@@ -266,14 +278,7 @@ class GPT2(nn.Module):
         if not config_path.is_file():
             raise CheckpointFormatError(f"{local_dir}: no config.json (expected a Hugging Face GPT-2 folder)")
         model = cls(GPT2Config.from_json(config_path))
-        if (local_dir / "model.safetensors").is_file():
-            weights_path = local_dir / "model.safetensors"
-            state = load_safetensors(weights_path)
-        elif (local_dir / "pytorch_model.bin").is_file():
-            weights_path = local_dir / "pytorch_model.bin"
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        else:
-            raise CheckpointFormatError(f"{local_dir}: neither model.safetensors nor pytorch_model.bin found")
+        state, weights_path = load_hf_weights(local_dir)
         model.load_hf_state_dict(state, source=str(weights_path))
         if vocab_size is not None and vocab_size != model.config.vocab_size:
             model.resize_token_embeddings(vocab_size)
