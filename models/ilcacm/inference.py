@@ -6,6 +6,8 @@ and the results are gathered in the dataset's order.
 Count modes (baselines, `--count-mode`): 'paragraph' (default, spec §5.1), 'oracle' (the ground-truth count, capped
 at --max-captions), 'equal-split' (stage 1 only: the paragraph's sentences on equal-width consecutive segments).
 """
+import dataclasses
+
 import torch
 from torch.utils.data import DataLoader
 
@@ -80,3 +82,40 @@ def predict(model, dataset, paragraphs, device, args):
             start += n
     merged = gathered(results)
     return {vid: merged[vid] for vid in dataset.vids}
+
+
+@torch.no_grad()
+def video_reliance(model, dataset, device, args) -> dict:
+    """Does the captioner read the video? Its teacher-forced loss (nats per token, the prompt's count tokens
+    included) on held-out videos given their own features, an all-zero video and another video's features (the next
+    video of the batch; one-video batches are left out of that mean): full mode (the paragraph) and positive masked
+    mode at the ground-truth event masks. Equal losses mean the captioner ignores the video (issue 14);
+    `reliance_*` = other - own."""
+    model.eval()
+    totals = {}
+    for batch in shard_batches(dataset, args.eval_batch_size, model.tokenizer):
+        batch = batch.to(device)
+        n = batch.video.shape[0]
+        videos = {'own': batch.video, 'zero': torch.zeros_like(batch.video),
+                  'other': batch.video[torch.roll(torch.arange(n, device=device), 1)] if n > 1 else None}
+        for mode in ('full', 'pos'):
+            for name, video in videos.items():
+                if video is None:
+                    continue
+                variant = dataclasses.replace(batch, video=video)
+                with autocast(device):
+                    sums = model(variant, mode, events=model.gt_events(variant) if mode == 'pos' else None)
+                total = totals.setdefault(f'{mode}_{name}', [0.0, 0.0])
+                total[0] += float(sums['ce'])
+                total[1] += float(sums['tokens'])
+    merged = {}
+    for part in all_gather_object(totals):
+        for key, (ce, tokens) in part.items():
+            merged.setdefault(key, [0.0, 0.0])
+            merged[key][0] += ce
+            merged[key][1] += tokens
+    out = {f'nll_{key}': ce / tokens for key, (ce, tokens) in merged.items() if tokens}
+    for mode in ('full', 'pos'):
+        if f'nll_{mode}_other' in out:
+            out[f'reliance_{mode}'] = out[f'nll_{mode}_other'] - out[f'nll_{mode}_own']
+    return out

@@ -45,15 +45,25 @@ class ILCACM(nn.Module):
     def prompts(self, mode, counts, device):
         return torch.tensor([self.tokenizer.prompt(mode, n) for n in counts], device=device)
 
-    def forward(self, batch, mode):
-        """Loss sums of one batch in mode 'full' (stage 1), 'pos' or 'neg' (stage 2), spec §4.2-4.3."""
+    def gt_events(self, batch):
+        """The ground-truth events of the batch ((c, w) of each caption, annotation order) as EventMasks (the
+        video-reliance diagnostic: captions given the masks they should have)."""
+        c, w = batch.timestamps[:, 0].clamp(0, 1), batch.timestamps[:, 1].clamp(1e-3, 1)
+        return self.localizer.build(c, w, list(batch.num_sents), batch.video.shape[1])[0]
+
+    def forward(self, batch, mode, events=None):
+        """Loss sums of one batch in mode 'full' (stage 1), 'pos' or 'neg' (stage 2), spec §4.2-4.3; stage-2 modes
+        use the model's events (mask mode) unless `events` (EventMasks) are given."""
         frames, frame_mask = self.frames(batch.video), batch.video_mask
         if mode == 'full':
             ce, tokens = self.captioner.caption_loss(frames, frame_mask, self.prompts('full', batch.num_sents,
                                                                                      frames.device),
                                                      batch.dense_tokens)
             return {'ce': ce, 'tokens': tokens}
-        events, div = self.events(frames, batch.num_sents, frame_mask)
+        if events is None:
+            events, div = self.events(frames, batch.num_sents, frame_mask)
+        else:
+            div = frames.new_zeros(())
         counts = torch.tensor(batch.num_sents, device=frames.device)
         per_event = frames.repeat_interleave(counts, 0)
         per_event_mask = frame_mask.repeat_interleave(counts, 0)

@@ -261,3 +261,40 @@ def random_test_markdown(table: dict, metrics: list) -> str:
         n = max((c['n'] for c in per_metric.values()), default=0)
         lines.append(f'| {n_rand} | {n} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------------------------------ diagnostics
+def _other_videos(batch):
+    """The batch with every sentence row's video replaced by the next video of the batch (None for one video)."""
+    b = batch.video.size(0)
+    if b < 2:
+        return None
+    order = torch.roll(torch.arange(b, device=batch.video.device), 1)
+    return batch.video[order], batch.video_length[order], batch.video_mask[order]
+
+
+@torch.no_grad()
+def video_reliance(cg, batches, device, segment_of=gt_segments) -> dict:
+    """Does the caption generator read the video? Its teacher-forced caption loss (nats per token) on held-out
+    videos at `segment_of(batch)` (default the GT segments), given their own features, an all-zero video and
+    another video's features (the next video of the batch; batches of one video are left out of that mean).
+    Equal losses mean the captioner ignores the video (issue 14); `reliance` = other - own."""
+    cg.eval()
+    totals = {'own': [0.0, 0.0], 'zero': [0.0, 0.0], 'other': [0.0, 0.0]}
+    for batch in batches:
+        batch = batch.to(device)
+        mask = batch.caption_mask.reshape(batch.caption.shape).to(batch.video.dtype)
+        tokens = float(mask[:, 1:].sum())
+        segments = segment_of(batch)
+        inputs = {'own': (batch.video, batch.video_length, batch.video_mask),
+                  'zero': (torch.zeros_like(batch.video), batch.video_length, batch.video_mask),
+                  'other': _other_videos(batch)}
+        for name, video in inputs.items():
+            if video is None:
+                continue
+            logp, _ = cg(*video, segments, batch.caption_gather_idx, sent=batch.caption)
+            totals[name][0] += float(-(logp.gather(2, batch.caption.unsqueeze(2)).squeeze(2) * mask).sum())
+            totals[name][1] += tokens
+    out = {f'nll_{name}': (s / n if n else None) for name, (s, n) in totals.items()}
+    out['reliance'] = None if out['nll_other'] is None else out['nll_other'] - out['nll_own']
+    return out
