@@ -1,11 +1,21 @@
-"""What every evaluation shares, whatever the method: the evaluation's run folder, the submission file, and
-scoring under a named protocol of the scorer (third_party/densevid_eval; spec evaluation §1.3-1.5)."""
+"""What every evaluation shares, whatever the method: the evaluation's run folder, the submission file, scoring
+under a named protocol of the scorer (third_party/densevid_eval; spec evaluation §1.3-1.5), and the collapse
+diagnostics stored beside the scores (utils/diagnostics.py)."""
 import json
+import sys
 from pathlib import Path
 
 from third_party.densevid_eval import PROTOCOLS, evaluate, evaluate_localization, format_table, save_result
+from utils.annotations import load_annotations
 from utils.checkpoint import atomic_path
+from utils.diagnostics import submission_diagnostics, warnings
 from utils.run import Run
+
+
+def checkpoint_run_dir(path) -> Path | None:
+    """`runs/<name>/` of a checkpoint `runs/<name>/checkpoints/X.pt` (None elsewhere)."""
+    path = Path(path).resolve()
+    return path.parent.parent if path.parent.name == 'checkpoints' else None
 
 
 def checkpoint_run_name(path) -> str:
@@ -38,13 +48,19 @@ def write_submission(run, name: str, submission: dict) -> Path:
     return path
 
 
-def score(metrics_dir, name: str, submission, refs, protocols=('wsdec',), meteor=None, show=True) -> dict:
+def score(metrics_dir, name: str, submission, refs, protocols=('wsdec',), meteor=None, show=True,
+          diagnostics: dict | None = None) -> dict:
     """Score `submission` under each protocol; save `<metrics_dir>/<name>.json` (one protocol) or
-    `<name>_<protocol>.json` (several); print the tables if `show`. Returns {protocol: result}."""
+    `<name>_<protocol>.json` (several), with the collapse diagnostics of the predictions (plus the method's own,
+    `diagnostics`) under `diagnostics`; print the tables if `show`, and the warnings. Returns {protocol: result}."""
+    results = json.loads(Path(submission).read_text())['results']
+    found = submission_diagnostics(results, load_annotations(refs[0])) | (diagnostics or {})
+    found['warnings'] = warnings(found)
     out = {}
     for protocol in protocols:
         options = PROTOCOLS[protocol]
         result = evaluate(submission, [str(r) for r in refs], meteor=meteor, **options)
+        result['diagnostics'] = found
         suffix = '' if len(protocols) == 1 else f'_{protocol}'
         save_result(result, Path(metrics_dir) / f'{name}{suffix}.json')
         if show:
@@ -52,6 +68,8 @@ def score(metrics_dir, name: str, submission, refs, protocols=('wsdec',), meteor
                 print(f'== {protocol} protocol (toolkit {options["toolkit"]}, missing videos: {options["missing"]}) ==')
             print(format_table(result), flush=True)
         out[protocol] = result
+    for line in found['warnings']:
+        print(f"warning: {name}: {line}", file=sys.stderr)
     return out
 
 

@@ -21,11 +21,11 @@ DEFAULT_GPT2 = 'data/distilgpt2'
 SHARED_BPE = '../shared/data/gpt2_bpe'           # the GPT-2 BPE files beside the repository, where present
 DATASET_FRAMES = {'activitynet': 32, 'youcook2': 100}  # spec ilcacm §8.4 (SBS App. A)
 COUNT_MODES = ('paragraph', 'oracle', 'equal-split')
-INFERENCE_FLAGS = ('count_mode', 'num_beams', 'eval_batch_size', 'paragraphs')
+INFERENCE_FLAGS = ('count_mode', 'num_beams', 'eval_batch_size', 'paragraphs', 'segment_blind')
 # Flags that stage 1, the model built for it and the stage-1 paragraphs do not read (--num-beams and
 # --eval-batch-size do: they generate the paragraphs): runs differing only in these share stage 1
 STAGE2_ONLY = ('loss', 'no_diversity', 'single_step', 'mask_shape', 'mask_mode', 'tau', 'gamma', 'count_mode',
-               'paragraphs', 'skip_eval')
+               'paragraphs', 'skip_eval', 'segment_blind')
 
 
 class DecoderSetupError(ValueError):
@@ -104,6 +104,9 @@ def add_inference_args(parser):
     g.add_argument('--eval-batch-size', type=int, default=64,
                    help='videos per generation batch and process (the original: 8 per process on 8 GPUs); the '
                         'generated tokens do not depend on it in fp32')
+    g.add_argument('--segment-blind', action='store_true',
+                   help="baseline (issue 14): keep the model's events, caption each with the caption of the whole, "
+                        "unmasked video")
     g.add_argument('--paragraphs', default=None,
                    help='stage-1 paragraphs JSON {vid: {"sentences": [...]}} (default None: the ones in the '
                         'checkpoint)')

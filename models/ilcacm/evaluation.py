@@ -12,9 +12,10 @@ import pathlib
 
 from models.ilcacm.config import INFERENCE_FLAGS, add_inference_args
 from models.ilcacm.factory import model_from_checkpoint
-from models.ilcacm.inference import generate_paragraphs, predict
+from models.ilcacm.inference import generate_paragraphs, predict, video_reliance
 from utils import cli
 from utils.annotations import load_annotations
+from utils.diagnostics import paragraph_diagnostics, training_log_summary
 from utils.distributed import is_main_process
 from utils.evaluation import score
 from utils.features import check_feature_width, open_features, select_videos, write_skipped_videos
@@ -51,16 +52,18 @@ def evaluate_model(model, dataset, paragraphs, references, run_dir, device, args
     if paragraphs is None and args.count_mode != 'oracle':
         paragraphs = generate_paragraphs(model, dataset, device, args)  # training ended before stage 2
     results = predict(model, dataset, paragraphs, device, args)
+    diagnostics = video_reliance(model, dataset, device, args)
     if not is_main_process():
         return {}
     run_dir = pathlib.Path(run_dir)
+    diagnostics |= paragraph_diagnostics(paragraphs or {}) | training_log_summary(run_dir / 'log.jsonl')
     submission = {'version': 'VERSION 1.0', 'results': results,
                   'external_data': {'used': True, 'details': 'CLIP ViT-L/14 features; ILCACM suite',
                                     'count_mode': args.count_mode, 'mask_mode': model.mask_mode}}
     path = run_dir / 'predictions' / f'{name}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(submission))
-    return score(run_dir / 'metrics', name, path, references, protocols=PROTOCOLS)
+    return score(run_dir / 'metrics', name, path, references, protocols=PROTOCOLS, diagnostics=diagnostics)
 
 
 def evaluate_checkpoint(ckpt_path, args):
@@ -87,7 +90,7 @@ def evaluate_checkpoint(ckpt_path, args):
                       for vid, p in json.loads(pathlib.Path(config.paragraphs).read_text()).items()}
     ckpt_path = ckpt_path.resolve()  # runs/<name>/checkpoints/X.pt -> runs/<name>; elsewhere: a folder beside it
     run_dir = ckpt_path.parents[1] if ckpt_path.parent.name == 'checkpoints' else ckpt_path.with_suffix('')
-    name = f"{ckpt_path.stem}_{config.count_mode}"
+    name = f"{ckpt_path.stem}_{config.count_mode}" + ('_segment-blind' if getattr(config, 'segment_blind', False) else '')
     write_skipped_videos(run_dir, val_path, dataset.annotations, dataset.features)
     return evaluate_model(model, dataset, paragraphs, references, run_dir, device, config, name)
 

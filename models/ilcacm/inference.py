@@ -72,7 +72,8 @@ def predict(model, dataset, paragraphs, device, args):
         counts = event_counts(batch, paragraphs, args.count_mode)
         with autocast(device):
             events, captions = model.localize_and_caption(batch.video, batch.video_mask, counts,
-                                                          num_beams=args.num_beams)
+                                                          num_beams=args.num_beams,
+                                                          segment_blind=getattr(args, 'segment_blind', False))
         lefts, rights = events.lefts.float().tolist(), events.rights.float().tolist()
         start = 0
         for vid, duration, n in zip(batch.vids, batch.durations.tolist(), counts):

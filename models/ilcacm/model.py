@@ -89,17 +89,25 @@ class ILCACM(nn.Module):
                                        min_new_tokens=min_new_tokens)
 
     @torch.no_grad()
-    def localize_and_caption(self, video, video_mask, counts, num_beams=4, max_new_tokens=32, min_new_tokens=4):
+    def localize_and_caption(self, video, video_mask, counts, num_beams=4, max_new_tokens=32, min_new_tokens=4,
+                             segment_blind=False):
         """Events (sorted (c, w), lefts/rights) and one caption per event from v ⊙ M_k with "<MASK>1 events: "
-        (spec §5.2)."""
+        (spec §5.2). `segment_blind` (a baseline, issue 14): every event of a video gets the caption of the whole,
+        unmasked video with the same prompt."""
         frames = self.frames(video)
         events, _ = self.events(frames, counts, video_mask)
         repeat = torch.tensor(list(counts), device=frames.device)
-        masked = frames.repeat_interleave(repeat, 0) * events.masks[..., None].to(frames.dtype)
-        captions = self.captioner.generate(masked, video_mask.repeat_interleave(repeat, 0),
-                                           self.tokenizer.prompt('mask', 1), num_beams=num_beams,
+        if segment_blind:
+            inputs, masks = frames, video_mask
+        else:
+            inputs = frames.repeat_interleave(repeat, 0) * events.masks[..., None].to(frames.dtype)
+            masks = video_mask.repeat_interleave(repeat, 0)
+        captions = self.captioner.generate(inputs, masks, self.tokenizer.prompt('mask', 1), num_beams=num_beams,
                                            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
-        return events, [c.strip() for c in captions]
+        captions = [c.strip() for c in captions]
+        if segment_blind:
+            captions = [c for c, n in zip(captions, counts) for _ in range(n)]
+        return events, captions
 
 
 def split_paragraph(text, max_captions=12):

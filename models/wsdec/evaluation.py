@@ -17,15 +17,16 @@ import torch
 from models.wsdec.config import InferenceOptions, resolve_options
 from models.wsdec.inference import (aggregate_runs, build_submission, caption_gt_segments, dense_captioning,
                                     localize_sentences, predict, pretrain_random_captions, random_localization,
-                                    random_test_markdown)
+                                    random_test_markdown, segment_blind, video_reliance, whole_video_captions)
 from models.wsdec.runs import SetupError, checkpoint_models, checkpoint_vocab, eval_dataset, \
     stored_data_paths
 from utils import cli
 from utils.checkpoint import atomic_path
 from utils.distributed import make_loader
-from utils.evaluation import eval_run, references, score, score_localization, write_submission
+from utils.diagnostics import training_log_summary
+from utils.evaluation import checkpoint_run_dir, eval_run, references, score, score_localization, write_submission
 from utils.run import read_checkpoint, resolve_device
-from utils.wsdec_data import wsdec_collate
+from utils.wsdec_data import WSDECDataset, wsdec_collate
 
 DENSE_KINDS = ('wsdec_final', 'wsdec_noregress', 'wsdec_noclass')
 DENSE_OPTIONS = InferenceOptions.names()
@@ -130,14 +131,28 @@ def setup(args, parts, option_names, mode='full', base=InferenceOptions()):
     return state, device, models, vocab, options, paths, dataset
 
 
-def finish(run, name, results, params, paths, args, meteor=None, show=True):
-    """Write the submission, score it under the WSDEC protocol (unless --no-score), close the run."""
+def captioner_diagnostics(cg, dataset, args, device, checkpoint) -> dict:
+    """The caption generator's video reliance on every GT sentence of the evaluated videos (GT segments), and the
+    pseudo-label ties logged by the checkpoint's training run (utils/diagnostics.py; issue 14)."""
+    full = dataset if dataset.mode == 'full' else WSDECDataset(dataset.annotations, dataset.features, dataset.vocab,
+                                                               'full', dataset.vids)
+    loader = make_loader(full, args.batch_size, shuffle=False, drop_last=False, collate_fn=wsdec_collate,
+                         seed=args.seed, num_workers=args.num_workers, epoch_sampler=False)
+    out = video_reliance(cg, loader, device)
+    run_dir = checkpoint_run_dir(checkpoint)
+    return out | (training_log_summary(run_dir / 'log.jsonl') if run_dir else {})
+
+
+def finish(run, name, results, params, paths, args, meteor=None, show=True, diagnostics=None):
+    """Write the submission, score it under the WSDEC protocol (unless --no-score) with the diagnostics, close
+    the run."""
     submission = write_submission(run, name, build_submission(results, params))
     result = None
     if args.no_score:
         print('--no-score: not scored')
     else:
-        result = score(run.metrics_dir, name, submission, references(paths), meteor=meteor, show=show)['wsdec']
+        result = score(run.metrics_dir, name, submission, references(paths), meteor=meteor, show=show,
+                       diagnostics=diagnostics)['wsdec']
     run.close()
     return result
 
@@ -151,6 +166,9 @@ def dense_parser():
     `--iou-thres` → re-caption (`--refine-round` rounds)."""
     parser = cli.parser(dense_parser.__doc__ + '\n\n' + __doc__)
     add_eval_args(parser)
+    parser.add_argument('--segment-blind', action='store_true',
+                        help="baseline (issue 14): keep the procedure's segments, caption every event with the "
+                             "caption generator's whole-video caption")
     return add_inference_args(parser)
 
 
@@ -161,7 +179,12 @@ def evaluate_dense(argv=None):
     results = dense_captioning(cg, sl, eval_batches(dataset, args, options.legacy_shuffled_eval, run), options,
                                vocab, device, anchor_list=sl_anchors(state))
     name = f'dense_n{options.n_rand}_seed{options.rand_seed}_val_1'
-    return finish(run, name, results, submission_params(state, args.checkpoint, options), paths, args)
+    if args.segment_blind:
+        whole = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run),
+                        lambda batch: whole_video_captions(cg, batch, vocab), device)
+        results, name = segment_blind(results, whole), name + '_segment_blind'
+    return finish(run, name, results, submission_params(state, args.checkpoint, options), paths, args,
+                  diagnostics=captioner_diagnostics(cg, dataset, args, device, args.checkpoint))
 
 
 def sl_anchors(state):
@@ -194,7 +217,8 @@ def evaluate_pretrain(argv=None):
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run),
                       lambda batch: pretrain_random_captions(cg, batch, generator, vocab), device)
     params = submission_params(state, args.checkpoint, rand_seed=options.rand_seed, segments='one random per video')
-    return finish(run, f'pretrain_random_seed{options.rand_seed}_val_1', results, params, paths, args)
+    return finish(run, f'pretrain_random_seed{options.rand_seed}_val_1', results, params, paths, args,
+                  diagnostics=captioner_diagnostics(cg, dataset, args, device, args.checkpoint))
 
 
 def cg_parser():
@@ -213,7 +237,8 @@ def evaluate_cg(argv=None):
     results = predict(eval_batches(dataset, args, options.legacy_shuffled_eval, run),
                       lambda batch: caption_gt_segments(cg, batch, vocab), device)
     params = submission_params(state, args.checkpoint, segments='ground truth')
-    return finish(run, 'gt_segments_val_1', results, params, paths, args)
+    return finish(run, 'gt_segments_val_1', results, params, paths, args,
+                  diagnostics=captioner_diagnostics(cg, dataset, args, device, args.checkpoint))
 
 
 def localization_parser():
@@ -291,7 +316,8 @@ def evaluate_twostage(argv=None):
                                vocab, device, anchor_list=sl_anchors(sl_state))
     name = f'twostage_n{options.n_rand}_seed{options.rand_seed}_val_1'
     params = submission_params(cg_state, args.cg_checkpoint, options, sl_checkpoint=args.sl_checkpoint)
-    return finish(run, name, results, params, paths, args)
+    return finish(run, name, results, params, paths, args,
+                  diagnostics=captioner_diagnostics(cg, dataset, args, device, args.cg_checkpoint))
 
 
 RANDOM_TEST_OPTIONS = tuple(n for n in DENSE_OPTIONS if n not in ('n_rand', 'rand_seed'))
@@ -318,6 +344,7 @@ def random_test(argv=None):
         raise SetupError("--no-score: the robustness study needs the scores")
     state, device, (cg, sl), vocab, base, paths, dataset = setup(args, ('cg', 'sl'), RANDOM_TEST_OPTIONS)
     run = open_run(args, 'random_test', args.checkpoint, paths, dataset, prefix='random_test')
+    diagnostics = captioner_diagnostics(cg, dataset, args, device, args.checkpoint)
     runs = []
     with Meteor() as meteor:
         for n_rand in args.n_rand:
@@ -328,8 +355,8 @@ def random_test(argv=None):
                 name = f'dense_n{n_rand}_seed{seed}_val_1'
                 submission = write_submission(run, name, build_submission(
                     results, submission_params(state, args.checkpoint, options)))
-                metrics = score(run.metrics_dir, name, submission, references(paths), meteor=meteor,
-                                show=False)['wsdec']['metrics']
+                metrics = score(run.metrics_dir, name, submission, references(paths), meteor=meteor, show=False,
+                                diagnostics=diagnostics)['wsdec']['metrics']
                 print(f"n_rand={n_rand} seed={seed}: " + ', '.join(f'{k} {metrics[k]:.2f}' for k in RANDOM_TEST_METRICS))
                 runs.append({'n_rand': n_rand, 'seed': seed, 'metrics': metrics})
     table = aggregate_runs(runs)

@@ -224,6 +224,20 @@ def dense_captioning(cg, sl, batches, options: InferenceOptions, vocab, device, 
     return predict(batches, step, device)
 
 
+def whole_video_captions(cg, batch, vocab) -> dict:
+    """`{vid: [entry]}` of the caption generator on the whole video, (c, w) = (0.5, 1.0) (the pretraining
+    segment, spec §4.1), one per video of the batch."""
+    gather = torch.arange(len(batch.keys))
+    segments = torch.tensor([[0.5, 1.0]]).expand(len(gather), 2)
+    return _entries(batch, gather, segments, caption_segments(cg, batch, segments, gather)[0], vocab)
+
+
+def segment_blind(results: dict, whole: dict) -> dict:
+    """The segment-blind baseline (issue 14): every predicted event keeps its segment but gets its video's
+    whole-video caption (`whole`: whole_video_captions), so only the captions' dependence on the segment differs."""
+    return {vid: [{**e, 'sentence': whole[vid][0]['sentence']} for e in entries] for vid, entries in results.items()}
+
+
 def build_submission(results: dict, params: dict | None = None, details: str = 'provided C3D feature') -> dict:
     """The densevid_eval submission of spec evaluation §3.1 (WSDEC's `external_data`)."""
     return {'version': 'V0', 'results': results, 'external_data': {'used': True, 'details': details},

@@ -163,11 +163,15 @@ def classification_step(sl, cg, batch, optimizer, vocab, scorer, *, set_to_none=
     L = CE(score, METEOR pseudo-label); all SL parameters with gradients are updated; no clipping."""
     sl.train()
     score, _, seconds = sl(*localizer_inputs(batch), mode='forward')
-    labels, _ = pseudo_labels(cg, batch, vocab, scorer)
+    labels, rows = pseudo_labels(cg, batch, vocab, scorer)
     loss = F.cross_entropy(score, labels)
     _update(optimizer, loss, set_to_none)
+    # collapse diagnostics (issue 14): labels decided by a tie (several anchors share the best METEOR, e.g. the
+    # same caption for every anchor), and labels that are anchor 0 (where every tie goes)
+    tied = sum(sum(v == max(row) for v in row) > 1 for row in rows) / len(rows)
     return {'loss': loss.detach(), 'miou': training_miou(seconds, batch),
-            'label_mean': float(labels.float().mean())}
+            'label_mean': float(labels.float().mean()), 'label_tied': tied,
+            'label_zero': float((labels == 0).float().mean())}
 
 
 def localizer_step(sl, optimizer, lambda_, *, set_to_none=False):
