@@ -165,3 +165,20 @@ def test_non_submission_prediction_files_are_not_drawn(tmp_path):
         json.dumps({'v_alpha': {'paragraph': '2 events: a. b.', 'sentences': ['a.', 'b.'], 'duration': 100.0}}))
     assert 'stage1_paragraphs' not in load_run(run).predictions
     assert render_report(run).exists()
+
+
+def test_training_curves_and_collapse_diagnostics(tmp_path):
+    run = make_fake_run(tmp_path / 'runs')
+    rows = [{'step': s, 'split': 'train', 'loss': 10.0 - s, 'div': 0.5 / s, 'epoch': (s - 1) // 2} for s in range(1, 5)]
+    (run / 'log.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    diagnostics = {'events': 3, 'distinct_captions': 1, 'top_caption': 'a man', 'top_caption_fraction': 1.0,
+                   'centre_histogram': [0, 3, 0, 0, 0, 0, 0, 0, 0, 0], 'width_histogram': [3] + [0] * 9,
+                   'reliance': 0.001, 'warnings': ['one caption for 100% of the events']}
+    (run / 'metrics' / 'val.json').write_text(json.dumps({**METRICS, 'diagnostics': diagnostics}))
+    page = render_report(run).read_text()
+    assert 'train/loss' in page and 'train/div' in page
+    curves = re.findall(r'<polyline class="curve"[^>]*points="([^"]*)"><title>([^<]*)</title>', page)
+    assert [name for _, name in curves] == ['per step', 'epoch mean'] * 2
+    assert [len(points.split()) for points, _ in curves] == [4, 2, 4, 2]   # 4 steps, 2 epochs
+    assert 'warning: one caption for 100% of the events' in page and 'reliance' in page
+    assert 'predicted centres (fraction of the video)' in page and 'predicted widths' in page

@@ -1,4 +1,5 @@
-"""Self-contained HTML reports of run folders: metrics tables, per-tIoU charts, event timelines.
+"""Self-contained HTML reports of run folders: metrics tables, collapse diagnostics (issue 14), training curves,
+per-tIoU charts, event timelines.
 
 `render_report(run_dir)` writes `runs/<name>/report.html`; `render_index(runs_dir)` writes `runs/index.html`.
 The pages need no network and no external file: CSS is inline and every chart is an inline SVG (captions of
@@ -54,6 +55,7 @@ class RunData:
     config: dict
     metrics: dict[str, dict] = field(default_factory=dict)       # file stem -> scorer result
     predictions: dict[str, dict] = field(default_factory=dict)   # file stem -> submission
+    log: list[dict] = field(default_factory=list)                # log.jsonl rows
 
 
 def _read_json(path: Path) -> dict:
@@ -72,6 +74,12 @@ def load_run(run_dir) -> RunData:
         raise ReportError(f'{run_dir}: no such run folder')
     config = _read_json(run_dir / 'config.json') if (run_dir / 'config.json').exists() else {}
     run = RunData(run_dir, config)
+    log = run_dir / 'log.jsonl'
+    if log.is_file():
+        try:
+            run.log = [json.loads(line) for line in log.read_text(encoding='utf-8').splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise ReportError(f'{log}: not JSON lines ({err})') from err
     for path in sorted((run_dir / 'metrics').glob('*.json')):
         run.metrics[path.stem] = _read_json(path)
     for path in sorted((run_dir / 'predictions').glob('*.json')):
@@ -251,10 +259,12 @@ def bar_chart_svg(groups: list[str], series: dict[str, list[float]], y_max: floa
     group_w = plot_w / max(len(groups), 1)
     bar_w = group_w * 0.8 / max(len(series), 1)
     parts = []
-    for v in range(0, int(y_max) + 1, 20):
+    step = next(m * 10 ** k for k in range(-2, 9) for m in (1, 2, 5) if m * 10 ** k >= y_max / 5)
+    for i in range(int(y_max / step) + 1):
+        v = i * step
         y = top + plot_h * (1 - v / y_max)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e3e7eb"/>'
-                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="10" fill="#66707a">{v}</text>')
+                     f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="10" fill="#66707a">{v:g}</text>')
     for g, name in enumerate(groups):
         gx = left + g * group_w
         parts.append(f'<text x="{gx + group_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
@@ -293,6 +303,87 @@ def _charts(run: RunData) -> str:
     return ''.join(out) or '<p class="muted">No per-tIoU results in the metrics files.</p>'
 
 
+def line_chart_svg(series: dict[str, list[tuple[float, float]]], x_title: str = 'step') -> str:
+    """Lines through (x, y) points, one per series, on shared axes labelled with their ranges."""
+    width, height, left, top, bottom = 560, 200, 54, 22, 34
+    plot_w, plot_h = width - left - 12, height - top - bottom
+    points = [p for values in series.values() for p in values]
+    if not points:
+        return ''
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+
+    def xy(p):
+        return left + plot_w * (p[0] - x0) / (x1 - x0), top + plot_h * (1 - (p[1] - y0) / (y1 - y0))
+    lines = []
+    for i, (name, values) in enumerate(series.items()):
+        path = ' '.join(f'{x:.1f},{y:.1f}' for x, y in map(xy, values))
+        lines.append(f'<polyline class="curve" fill="none" stroke="{SERIES_COLOURS[i % 4]}" '
+                     f'stroke-width="{1 if i == 0 else 2}" points="{path}"><title>{html.escape(name)}</title>'
+                     f'</polyline><rect x="{left + 8 + i * 130}" y="4" width="12" height="8" '
+                     f'fill="{SERIES_COLOURS[i % 4]}"/><text x="{left + 24 + i * 130}" y="12" font-size="11">'
+                     f'{html.escape(name)}</text>')
+    axis = (f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#c9d0d6"/>'
+            f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" font-size="10" fill="#66707a">{y1:.4g}</text>'
+            f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" font-size="10" fill="#66707a">{y0:.4g}</text>'
+            f'<text x="{left}" y="{top + plot_h + 14}" font-size="10" fill="#66707a">{x0:g}</text>'
+            f'<text x="{left + plot_w}" y="{top + plot_h + 14}" text-anchor="end" font-size="10" '
+            f'fill="#66707a">{x1:g}</text><text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" '
+            f'font-size="11" fill="#66707a">{html.escape(x_title)}</text>')
+    return f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{axis}{"".join(lines)}</svg>'
+
+
+def training_curves(log: list[dict]) -> str:
+    """Every scalar of log.jsonl: its value at each step and its mean over each epoch (at the epoch's last step)."""
+    names = sorted({k for row in log for k in row if k not in ('step', 'split', 'epoch')})
+    out = []
+    for name in names:
+        rows = [r for r in log if name in r]
+        per_step = [(float(r['step']), float(r[name])) for r in rows]
+        epochs: dict[float, list] = {}
+        for r in rows:
+            epochs.setdefault(r.get('epoch', 0), []).append(r)
+        per_epoch = [(float(max(x['step'] for x in group)), sum(float(x[name]) for x in group) / len(group))
+                     for _, group in sorted(epochs.items())]
+        split = rows[0].get('split', 'train')
+        out.append(f'<h3>{html.escape(split)}/{html.escape(name)}</h3>'
+                   + line_chart_svg({'per step': per_step, 'epoch mean': per_epoch}))
+    return ''.join(out) or '<p class="muted">No log.jsonl in the run folder.</p>'
+
+
+DIAGNOSTIC_SCALARS = ('events', 'distinct_captions', 'distinct_fraction', 'top_caption', 'top_caption_fraction',
+                      'one_caption_videos_fraction', 'single_event_videos_fraction', 'events_per_video',
+                      'reference_events_per_video', 'centre_mean_std', 'width_mean_std', 'narrow_fraction')
+
+
+def diagnostics_section(run: RunData) -> str:
+    """The collapse diagnostics of each metrics file: warnings, the measured values, centre and width histograms."""
+    out, seen = [], set()
+    for stem, result in run.metrics.items():
+        d = result.get('diagnostics')
+        key = json.dumps(d, sort_keys=True, default=str) if d else None
+        if not d or key in seen:   # both protocols of one submission carry the same diagnostics
+            continue
+        seen.add(key)
+        out.append(f'<h3>{html.escape(stem)}</h3>')
+        out += [f'<p class="warn">warning: {html.escape(w)}</p>' for w in d.get('warnings', [])]
+        if not d.get('warnings'):
+            out.append('<p class="muted">no sign of a collapse</p>')
+        shown = {k: d[k] for k in DIAGNOSTIC_SCALARS if k in d}
+        shown.update({k: v for k, v in d.items() if k.startswith(('nll_', 'reliance', 'train_', 'stated', 'split_',
+                                                                  'paragraphs', 'distinct_paragraphs'))})
+        out.append(_meta_list({k: (round(v, 4) if isinstance(v, float) else v) for k, v in shown.items()}))
+        for name in ('centre', 'width'):
+            counts = d.get(f'{name}_histogram')
+            if counts:
+                bins = [f'{i / len(counts):.1f}' for i in range(len(counts))]
+                out.append(f'<h3>{html.escape(stem)}: predicted {name}s (fraction of the video)</h3>'
+                           + bar_chart_svg(bins, {'events': [float(c) for c in counts]},
+                                           y_max=max(max(counts), 1) * 1.15, x_title=f'{name} (bin start)'))
+    return ''.join(out) or '<p class="muted">No diagnostics in the metrics files.</p>'
+
+
 # ---- pages ----------------------------------------------------------------------------------------------
 
 def _meta_list(items: dict) -> str:
@@ -328,7 +419,9 @@ def render_report(run_dir, references=None, row_id: str | None = None, n_videos:
     body += [f'<h3>{html.escape(stem)}: evaluation protocol</h3>'
              + (_meta_list(r['meta']) if r.get('meta') else '<p class="warn">no meta recorded in this file</p>')
              for stem, r in run.metrics.items()]
-    body += ['<h2>Per-tIoU results</h2>', _charts(run), '<h2>Sample timelines</h2>', _legend()]
+    body += ['<h2>Collapse diagnostics</h2>', diagnostics_section(run), '<h2>Training curves</h2>',
+             training_curves(run.log), '<h2>Per-tIoU results</h2>', _charts(run), '<h2>Sample timelines</h2>',
+             _legend()]
     body += [f'<p class="warn">{html.escape(p)}</p>' for p in problems]
     for stem, submission in run.predictions.items():
         results = submission['results']
