@@ -11,11 +11,10 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 from models.wsdec.config import (DENSE_INFERENCE, add_checkpoint_cg_arg, add_legacy_args, add_model_args,
                                  add_optim_args, inference_defaults)
-from models.wsdec.runs import checkpoint_config, epoch_batches, epoch_lr, save_vocab, start_cycle_training, \
-    train_loader
+from models.wsdec.runs import checkpoint_config, fit_wsdec, one_loader_plan, start_cycle_training, train_loader
 from models.wsdec.steps import PHASE_ID, cycle_step, epoch_schedule, sgd
 from utils import cli
-from utils.engine import EpochPlan, TrainState, fit
+from utils.engine import TrainState
 
 KIND = 'wsdec_noclass'
 
@@ -41,17 +40,11 @@ def main(argv=None):
                            epoch_schedulers=True)
         loader = train_loader(data, args.batch_size, args)
         config = checkpoint_config(run, models_config, data, inference_defaults(**DENSE_INFERENCE))
-        resume = run.resume_state()
-        save_vocab(run, data.vocab)
 
         def step(batch):
             return cycle_step(cg, sl, batch, optimizer, grad_clip=args.grad_clip,
                               set_to_none=args.zero_grad_set_to_none)
-
-        def plan(epoch):
-            return EpochPlan(epoch_batches(loader, epoch, device), step, f'epoch {epoch}', len(loader),
-                             {'lr': epoch_lr(args, epoch), 'phase': PHASE_ID['cg']}, max_steps=args.max_steps_per_epoch)
-        fit(run, state, args.epochs, plan, config=config, resume=resume)
+        fit_wsdec(run, args, data, state, config, one_loader_plan(loader, step, device, args, phase=PHASE_ID['cg']))
 
 
 if __name__ == '__main__':

@@ -8,28 +8,14 @@ Used by the "captioning with GT proposals" and two-stage baselines.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-from models.wsdec.config import add_legacy_args, add_model_args, add_optim_args, inference_defaults
-from models.wsdec.runs import train_caption_generator
+from models.wsdec.config import inference_defaults
+from models.wsdec.runs import caption_generator_script
 from models.wsdec.steps import gt_segments
 from utils import cli
 
-KIND = 'wsdec_cg'
-
-
-def build_parser():
-    parser = cli.parser(__doc__)
-    cli.add_common_args(parser, epochs=100, batch_size=64, seed=233, run_name=KIND)
-    add_model_args(parser)
-    add_optim_args(parser, lr_step=(20, 50, 70))
-    add_legacy_args(parser, 'zero_grad_set_to_none')
-    return parser
-
-
-def main(argv=None):
-    args = cli.parse(build_parser(), argv)
-    # train_cg.eval: captions at the GT segments of val_1, batch 16 (spec §4.3)
-    train_caption_generator(args, KIND, gt_segments, inference_defaults(procedure='gt_segments', batch_size=16))
-
+# train_cg.eval: captions at the GT segments of val_1, batch 16 (spec §4.3)
+build_parser, main = caption_generator_script(__doc__, 'wsdec_cg', 64, gt_segments,
+                                              inference_defaults(procedure='gt_segments', batch_size=16))
 
 if __name__ == '__main__':
     cli.main(main)

@@ -9,28 +9,14 @@ epoch for cg_pretrain.ckp is unknown. Evaluate with eval_script/evaluate.py (→
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-from models.wsdec.config import add_legacy_args, add_model_args, add_optim_args, inference_defaults
-from models.wsdec.runs import train_caption_generator
+from models.wsdec.config import inference_defaults
+from models.wsdec.runs import caption_generator_script
 from models.wsdec.steps import whole_video
 from utils import cli
 
-KIND = 'wsdec_cg_pretrain'
-
-
-def build_parser():
-    parser = cli.parser(__doc__)
-    cli.add_common_args(parser, epochs=100, batch_size=36, seed=233, run_name=KIND)
-    add_model_args(parser)
-    add_optim_args(parser, lr_step=(20, 50, 70))
-    add_legacy_args(parser, 'zero_grad_set_to_none')
-    return parser
-
-
-def main(argv=None):
-    args = cli.parse(build_parser(), argv)
-    # evaluate_pretrain.py: one random segment per video, batch 36 (spec §4.4)
-    train_caption_generator(args, KIND, whole_video, inference_defaults(procedure='random_segment', batch_size=36))
-
+# evaluate_pretrain.py: one random segment per video, batch 36 (spec §4.4)
+build_parser, main = caption_generator_script(__doc__, 'wsdec_cg_pretrain', 36, whole_video,
+                                              inference_defaults(procedure='random_segment', batch_size=36))
 
 if __name__ == '__main__':
     cli.main(main)

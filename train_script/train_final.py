@@ -17,13 +17,13 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 from models.wsdec.config import (DENSE_INFERENCE, add_checkpoint_cg_arg, add_legacy_args, add_model_args,
                                  add_optim_args, inference_defaults)
-from models.wsdec.runs import checkpoint_config, epoch_batches, epoch_lr, save_vocab, start_cycle_training, \
+from models.wsdec.runs import checkpoint_config, epoch_batches, epoch_lr, fit_wsdec, start_cycle_training, \
     train_loader
 from models.wsdec.steps import (PHASE_ID, MeteorPseudoLabelScorer, classification_step, cycle_parameter_groups,
                                 cycle_step, epoch_schedule, phase_at_epoch, sgd)
 from utils import cli
 from utils.cli import add_flag
-from utils.engine import EpochPlan, TrainState, fit
+from utils.engine import EpochPlan, TrainState
 
 
 def build_parser():
@@ -56,8 +56,6 @@ def main(argv=None):
         steps = {'sl': lambda b: classification_step(sl, cg, b, optimizers['sl'], data.vocab, scorer, set_to_none=none),
                  'cg': lambda b: cycle_step(cg, sl, b, optimizers['cycle'], grad_clip=args.grad_clip, set_to_none=none)}
         config = checkpoint_config(run, models_config, data, inference_defaults(**DENSE_INFERENCE))
-        resume = run.resume_state()
-        save_vocab(run, data.vocab)
 
         def plan(epoch):
             phase = phase_at_epoch(epoch, args.alter_step)
@@ -67,7 +65,7 @@ def main(argv=None):
                              {'lr': epoch_lr(args, epoch), 'phase': PHASE_ID[phase]},
                              max_steps=args.max_steps_per_epoch, label=f' ({phase.upper()} phase)', end=end)
         try:
-            fit(run, state, args.epochs, plan, config=config, resume=resume)
+            fit_wsdec(run, args, data, state, config, plan)
         finally:
             scorer.close()
 

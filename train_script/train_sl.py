@@ -10,11 +10,9 @@ their feature indices (index / L). Used by the supervised localization and two-s
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
 from models.wsdec.config import add_legacy_args, add_model_args, add_optim_args, inference_defaults, sl_config
-from models.wsdec.factory import build_models_from_config
-from models.wsdec.runs import checkpoint_config, epoch_batches, epoch_lr, save_vocab, start_training, train_loader
-from models.wsdec.steps import epoch_schedule, localizer_step, sgd
+from models.wsdec.runs import train_single_model
+from models.wsdec.steps import localizer_step
 from utils import cli
-from utils.engine import EpochPlan, TrainState, fit
 
 KIND = 'wsdec_sl'
 
@@ -31,24 +29,11 @@ def build_parser():
 
 def main(argv=None):
     args = cli.parse(build_parser(), argv)
-    run, data, device = start_training(args, KIND)
-    with run:
-        models_config = {'sl': sl_config(args, len(data.vocab), data.features.dim)}
-        sl = build_models_from_config(models_config)['sl'].to(device)
-        optimizer = sgd(sl.parameters(), args.lr)
-        state = TrainState({'sl': sl}, {'sl': optimizer}, {'sl': epoch_schedule(optimizer, args.lr_step)},
-                           epoch_schedulers=True)
-        loader = train_loader(data, args.batch_size, args)
-        step = localizer_step(sl, optimizer, args.lambda_, set_to_none=args.zero_grad_set_to_none)
-        # evaluate_localization_sl.py: batch 8/3 = 2 (spec §4.5)
-        config = checkpoint_config(run, models_config, data, inference_defaults(procedure='localization', batch_size=2))
-        resume = run.resume_state()
-        save_vocab(run, data.vocab)
-
-        def plan(epoch):
-            return EpochPlan(epoch_batches(loader, epoch, device), step, f'epoch {epoch}', len(loader),
-                             {'lr': epoch_lr(args, epoch)}, max_steps=args.max_steps_per_epoch)
-        fit(run, state, args.epochs, plan, config=config, resume=resume)
+    step_of = lambda sl, optimizer: localizer_step(sl, optimizer, args.lambda_,  # noqa: E731
+                                                   set_to_none=args.zero_grad_set_to_none)
+    # evaluate_localization_sl.py: batch 8/3 = 2 (spec §4.5)
+    train_single_model(args, KIND, 'sl', sl_config, step_of, inference_defaults(procedure='localization',
+                                                                                   batch_size=2))
 
 
 if __name__ == '__main__':

@@ -1,12 +1,14 @@
 """What WSDEC's training and evaluation scripts share: the training data and loaders (spec wsdec §2), the
-vocabulary, the models of a checkpoint, the checkpoint config, and the whole caption-generator-only training
-(`train_caption_generator`: train_cg_pretrain and train_cg)."""
+vocabulary, the models of a checkpoint, the checkpoint config, the epoch plans, and the one-model trainings
+(train_cg_pretrain, train_cg, train_sl)."""
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from models.wsdec.config import VIDEO_SAMPLE_RATE, cg_config, sl_config
+from models.wsdec.config import (VIDEO_SAMPLE_RATE, add_legacy_args, add_model_args, add_optim_args, cg_config,
+                                 sl_config)
 from models.wsdec.factory import build_models_from_config
 from models.wsdec.steps import caption_step, epoch_schedule, lr_at_epoch, sgd
+from utils import cli
 from utils.annotations import load_annotations
 from utils.checkpoint import seed_everything
 from utils.distributed import get_world_size, make_loader, set_epoch
@@ -184,22 +186,49 @@ def epoch_lr(args, epoch: int) -> float:
     return lr_at_epoch(args.lr, args.lr_step, epoch)
 
 
-def train_caption_generator(args, kind: str, segment_of, inference: dict) -> None:
-    """train_cg_pretrain / train_cg: the CG alone, SGD over all its parameters, no clipping (spec §4.1, §4.3)."""
+def one_loader_plan(loader, step, device, args, **scalars):
+    """`plan(epoch)` of a script whose every epoch is the same kind: `step` over the loader's batches."""
+    def plan(epoch):
+        return EpochPlan(epoch_batches(loader, epoch, device), step, f'epoch {epoch}', len(loader),
+                         {'lr': epoch_lr(args, epoch), **scalars}, max_steps=args.max_steps_per_epoch)
+    return plan
+
+
+def fit_wsdec(run, args, data, state, config, plan) -> None:
+    """Resume (--resume), store the vocabulary in the run folder, train the epochs (utils.engine)."""
+    resume = run.resume_state()
+    save_vocab(run, data.vocab)
+    fit(run, state, args.epochs, plan, config=config, resume=resume)
+
+
+def train_single_model(args, kind: str, name: str, config_of, step_of, inference: dict) -> None:
+    """train_cg_pretrain / train_cg / train_sl: one model (`config_of(args, vocab_size, feature_dim)`), SGD over
+    all its parameters with the 0.3.1 schedule, no clipping (spec §4.1, §4.3); `step_of(model, optimizer)`."""
     run, data, device = start_training(args, kind)
     with run:
-        models_config = {'cg': cg_config(args, len(data.vocab), data.features.dim)}
-        cg = build_models_from_config(models_config)['cg'].to(device)
-        optimizer = sgd(cg.parameters(), args.lr)
-        state = TrainState({'cg': cg}, {'cg': optimizer}, {'cg': epoch_schedule(optimizer, args.lr_step)},
+        models_config = {name: config_of(args, len(data.vocab), data.features.dim)}
+        model = build_models_from_config(models_config)[name].to(device)
+        optimizer = sgd(model.parameters(), args.lr)
+        state = TrainState({name: model}, {name: optimizer}, {name: epoch_schedule(optimizer, args.lr_step)},
                            epoch_schedulers=True)
-        loader = train_loader(data, args.batch_size, args)
-        step = caption_step(cg, optimizer, segment_of, set_to_none=args.zero_grad_set_to_none)
-        resume = run.resume_state()
-        save_vocab(run, data.vocab)
+        plan = one_loader_plan(train_loader(data, args.batch_size, args), step_of(model, optimizer), device, args)
+        fit_wsdec(run, args, data, state, checkpoint_config(run, models_config, data, inference), plan)
 
-        def plan(epoch):
-            return EpochPlan(epoch_batches(loader, epoch, device), step, f'epoch {epoch}', len(loader),
-                             {'lr': epoch_lr(args, epoch)}, max_steps=args.max_steps_per_epoch)
-        fit(run, state, args.epochs, plan, config=checkpoint_config(run, models_config, data, inference),
-            resume=resume)
+
+def caption_generator_script(doc: str, kind: str, batch_size: int, segment_of, inference: dict):
+    """`(build_parser, main)` of train_cg_pretrain.py / train_cg.py: 100 epochs, SGD lr 1e-2 ×0.1 at epochs 20, 50,
+    70, teacher-forced L_cap at `segment_of(batch)` (spec §4.1, §4.3)."""
+    def build_parser():
+        parser = cli.parser(doc)
+        cli.add_common_args(parser, epochs=100, batch_size=batch_size, seed=233, run_name=kind)
+        add_model_args(parser)
+        add_optim_args(parser, lr_step=(20, 50, 70))
+        add_legacy_args(parser, 'zero_grad_set_to_none')
+        return parser
+
+    def main(argv=None):
+        args = cli.parse(build_parser(), argv)
+        step_of = lambda cg, optimizer: caption_step(cg, optimizer, segment_of,  # noqa: E731
+                                                     set_to_none=args.zero_grad_set_to_none)
+        train_single_model(args, kind, 'cg', cg_config, step_of, inference)
+    return build_parser, main
