@@ -2,6 +2,7 @@
 write runs/tables/{dense_captioning,sentence_localization}.{md,tex,json}, a report per run and runs/index.html.
 
     python scripts/reproduce_tables.py --dataset synthetic --quick          # every row, small, CPU (minutes)
+    python scripts/reproduce_tables.py --dataset anet-shaped --seeds 233 346 581   # real annotations (CPU, hours)
     python scripts/reproduce_tables.py                                       # paper settings, data/ (GPU)
     python scripts/reproduce_tables.py --only wsdec/final 'ilcacm/*' --seeds 233 346 581
     python scripts/reproduce_tables.py --list | --dry-run
@@ -23,8 +24,8 @@ import time
 from pathlib import Path
 
 from utils import cli
-from utils.experiments import (DEFAULT_SEEDS, SYNTHETIC_SIZES, Job, Profile, RegistryError, metrics_files, plan,
-                               select)
+from utils.experiments import (DATASETS, DEFAULT_SEEDS, SHAPED_DATA, SYNTHETIC_SIZES, Job, Profile,
+                               metrics_files, plan, select)
 from utils.published import Protocol
 from utils.tables import write_tables
 
@@ -33,8 +34,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dataset', choices=('anet', 'synthetic'), default='anet',
-                        help='anet: the real data (data/ or --data-root); synthetic: built on first use')
+    parser.add_argument('--dataset', choices=DATASETS, default='anet',
+                        help='anet / youcook2: the real data (data/ or --data-root); synthetic: the embedded data; '
+                             'anet-shaped / yc2-shaped: the real annotation files with synthetic features (issue 14, '
+                             'utils/experiments.py SHAPED_DATA); the synthetic kinds are built on first use')
+    parser.add_argument('--max-videos', type=int, default=None,
+                        help='anet-shaped / yc2-shaped: training videos (default: SHAPED_DATA\'s)')
     parser.add_argument('--data-root', default=None,
                         help='data root (captions/, features/); synthetic default: data/synthetic_<size>')
     parser.add_argument('--synthetic-size', choices=('tiny', 'small', 'anet'), default=None,
@@ -77,23 +82,35 @@ def from_repo_root(path: str | None) -> str | None:
 
 
 def profile_from_args(args) -> tuple[Profile, str | None]:
-    """The profile and, for synthetic data, the size to build."""
-    data_root, size = from_repo_root(args.data_root), None
+    """The profile and, for data that is built here, what to build: a synthetic size, or 'shaped'."""
+    data_root, build = from_repo_root(args.data_root), None
+    name = 'quick' if args.quick else 'shaped' if args.dataset in SHAPED_DATA else 'full'
     if args.dataset == 'synthetic':
-        size = args.synthetic_size or SYNTHETIC_SIZES['quick' if args.quick else 'full']
-        default = Path('data') / f'synthetic_{size}'  # beside the ActivityNet files, in the root's data/
+        build = args.synthetic_size or SYNTHETIC_SIZES['quick' if args.quick else 'full']
+        default = Path('data') / f'synthetic_{build}'  # beside the ActivityNet files, in the root's data/
+    elif args.dataset in SHAPED_DATA:
+        build = 'shaped'
+        default = Path('data') / SHAPED_DATA[args.dataset].root_name(args.dataset, args.max_videos)
+    if build is not None:
         data_root = data_root or str(default if Path.cwd().resolve() == REPO_ROOT else REPO_ROOT / default)
-    return Profile('quick' if args.quick else 'full', args.dataset, data_root, from_repo_root(args.runs_dir)), size
+    profile = Profile(name, args.dataset, data_root, from_repo_root(args.runs_dir), max_videos=args.max_videos)
+    return profile, build
 
 
 def data_ready(root: Path) -> bool:
-    return all((root / p).exists() for p in ('captions/train.json', 'captions/val_1.json', 'captions/val_2.json',
-                                             'features/c3d.hdf5', 'features/clip'))
+    return all((root / p).exists() for p in ('captions/train.json', 'captions/val_1.json', 'features/c3d.hdf5',
+                                             'features/clip'))
 
 
-def synthetic_data_command(profile: Profile, size: str) -> list[str]:
-    return [profile.python, 'scripts/make_synthetic_dataset.py', '--out', profile.data_root, '--size', size,
-            '--seed', '0']
+def data_command(profile: Profile, build: str) -> list[str]:
+    """make_synthetic_dataset.py for the embedded data of size `build`, or the profile's shaped data."""
+    command = [profile.python, 'scripts/make_synthetic_dataset.py', '--out', profile.data_root, '--seed', '0']
+    if build != 'shaped':
+        return command + ['--size', build]
+    spec = SHAPED_DATA[profile.dataset]
+    sizes = [('--max-videos', profile.max_videos or spec.max_videos), ('--max-val-videos', spec.max_val_videos)]
+    return command + ['--annotations', spec.annotations, *spec.signal] + \
+        [str(x) for flag, n in sizes if n is not None for x in (flag, n)]
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -194,7 +211,7 @@ def table_rows(seeds, profile: Profile) -> list[dict]:
     """utils.tables rows: per registry row, the metrics files of every seed that has them (also rows left
     out by --only this time, when they finished earlier)."""
     rows = []
-    for experiment in select(None):
+    for experiment in select(None, profile.family):
         for row in experiment.rows:
             files = metrics_files(experiment, row, seeds, profile)
             if not files:
@@ -204,8 +221,18 @@ def table_rows(seeds, profile: Profile) -> list[dict]:
             protocol = Protocol(toolkit=str(meta.get('toolkit', 'n/a')),
                                 missing=str(meta.get('missing_policy', meta.get('missing', 'n/a'))),
                                 features=experiment.features, dataset=profile.dataset_label())
-            rows.append({'row_id': row.row_id, 'label': row.label, 'protocol': protocol, 'metrics': results})
+            rows.append({'row_id': row.row_id, 'label': row.label, 'protocol': protocol, 'metrics': results,
+                         'files': files})
     return rows
+
+
+def collapse_warnings(rows: list[dict]) -> list[str]:
+    """The diagnostics' warnings of every metrics file of the tables (utils/diagnostics.py), one line each."""
+    out = []
+    for row in rows:
+        for path, result in zip(row['files'], row['metrics']):
+            out += [f"{row['label']} ({path}): {w}" for w in result.get('diagnostics', {}).get('warnings', [])]
+    return list(dict.fromkeys(out))
 
 
 def write_reports(jobs: list[Job], experiments, runs_dir: Path) -> list[str]:
@@ -234,12 +261,8 @@ def main(argv=None) -> int:
     if args.list:
         print_list()
         return 0
-    try:
-        experiments = select(args.only)
-    except RegistryError as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 2
     profile, size = profile_from_args(args)
+    experiments = select(args.only, profile.family)
     jobs = plan(experiments, args.seeds, profile)
     build_data = size is not None and not data_ready(Path(profile.data_root))
     print(f'{len(experiments)} experiments, {len(jobs)} runs; profile {profile.name}, dataset {profile.dataset}'
@@ -248,7 +271,7 @@ def main(argv=None) -> int:
 
     if args.dry_run:
         if build_data:
-            print(f'data: missing -> {shlex.join(synthetic_data_command(profile, size))}')
+            print(f'data: missing -> {shlex.join(data_command(profile, size))}')
         for job in jobs:
             status = job.status()
             if status == 'finished':
@@ -262,8 +285,8 @@ def main(argv=None) -> int:
 
     console = Console(len(jobs) + build_data)
     if build_data:
-        log = Path(profile.runs_dir) / 'logs' / f'make_synthetic_{size}.log'
-        status, seconds = run_logged(synthetic_data_command(profile, size), log)
+        log = Path(profile.runs_dir) / 'logs' / f'make_synthetic_{Path(profile.data_root).name}.log'
+        status, seconds = run_logged(data_command(profile, size), log)
         console.line(f'data {profile.data_root}', f'build synthetic ({size})',
                      'ok' if status == 0 else f'FAILED (exit {status}; log {log})', seconds)
         if status != 0:
@@ -271,7 +294,8 @@ def main(argv=None) -> int:
     outcome = execute(jobs, console, args.jobs or (min(2, os.cpu_count() or 1) if args.quick else 1))
 
     runs_dir = Path(profile.runs_dir)
-    written = write_tables(table_rows(args.seeds, profile), runs_dir / 'tables')
+    rows = table_rows(args.seeds, profile)
+    written = write_tables(rows, runs_dir / 'tables')
     problems = write_reports(jobs, experiments, runs_dir)
     for path in written:
         if path.suffix == '.md':
@@ -279,6 +303,8 @@ def main(argv=None) -> int:
     print(f'tables: {", ".join(str(p) for p in written)}')
     for problem in problems:
         print(f'warning: {problem}')
+    for line in collapse_warnings(rows):
+        print(f'warning: degenerate? {line}')
 
     failed = [j for j in jobs if outcome[j.key] in ('failed', 'skipped')]
     print(f'done in {elapsed(time.time() - console.start)}: '

@@ -105,6 +105,34 @@ def test_quick_commands_are_small_and_take_the_data_root():
     assert Job(STEPS['eval_ilcacm_oracle_count'], 42, QUICK).output_dir == Path('runs/quick_ilcacm_s42')
 
 
+def test_shaped_profiles_build_their_data_and_run_their_family(tmp_path):
+    args = reproduce_tables.parse_args(['--dataset', 'anet-shaped', '--max-videos', '1000', '--runs-dir', 'r'])
+    profile, build = reproduce_tables.profile_from_args(args)
+    assert (profile.name, profile.family, build, profile.prefix) == ('shaped', 'activitynet', 'shaped',
+                                                                     'anet_shaped_1000_')
+    command = reproduce_tables.data_command(profile, build)
+    assert command[command.index('--annotations') + 1] == '../shared/data/activitynet_captions'
+    assert command[command.index('--max-videos') + 1] == '1000' and '--signal-to-noise' in command
+    assert Path(profile.data_root).name == 'anet_shaped_1000'
+    yc2, build = reproduce_tables.profile_from_args(reproduce_tables.parse_args(['--dataset', 'yc2-shaped']))
+    assert yc2.family == 'youcook2' and '--max-videos' not in reproduce_tables.data_command(yc2, build)
+    youcook2 = {e.id for e in ex.select(None, 'youcook2')}
+    assert {'ilcacm/youcook2', 'wsdec/youcook2', 'ilcacm/youcook2_prior'} <= youcook2
+    assert not youcook2 & {e.id for e in ex.select(None, 'activitynet')}
+    argv = Job(STEPS['ilcacm'], 42, yc2).command()
+    assert argv[-2:] == ['--dataset', 'youcook2'] and argv[argv.index('--epochs') + 1] == '20'
+    assert '--dataset' not in Job(STEPS['wsdec_final'], 233, yc2).command()
+    with pytest.raises(RegistryError, match="unknown experiment id.*for youcook2 data"):
+        ex.select(['wsdec/final'], 'youcook2')
+
+
+def test_baseline_rows_sit_beside_every_method():
+    for method in ('wsdec', 'ilcacm'):
+        assert {f'{method}/prior', f'{method}/segment_blind'} <= set(BY_ID)
+    assert BY_ID['wsdec/prior'].eval == BY_ID['ilcacm/prior'].eval == 'baseline_prior'   # one run, two protocols
+    assert Job(STEPS['eval_wsdec_final_segment_blind'], 233, FULL).command()[-1] == '--segment-blind'
+
+
 # ------------------------------------------------------------------------------ run-folder status
 def test_finished_partial_and_missing_run_folders(tmp_path):
     profile = Profile('quick', 'synthetic', 'd', str(tmp_path))
@@ -208,10 +236,10 @@ def fake_registry(tmp_path, monkeypatch):
     (scripts / 'train.py').write_text(FAKE_TRAIN)
     (scripts / 'eval.py').write_text(FAKE_EVAL)
     (scripts / 'fail.py').write_text('import sys; print("boom"); sys.exit(3)')
-    train = Step('fake_train', str(scripts / 'train.py'), True, (ex.FINAL_CKPT,), epochs=(3, 2))
+    train = Step('fake_train', str(scripts / 'train.py'), True, (ex.FINAL_CKPT,), epochs=(('full', 3), ('quick', 2)))
     evaluation = Step('fake_eval', str(scripts / 'eval.py'), False, ('metrics/scores.json',),
                       inputs=(('--checkpoint', 'fake_train'),))
-    broken = Step('fake_broken', str(scripts / 'fail.py'), True, (ex.FINAL_CKPT,), epochs=(1, 1))
+    broken = Step('fake_broken', str(scripts / 'fail.py'), True, (ex.FINAL_CKPT,), epochs=(('full', 1), ('quick', 1)))
     after_broken = Step('fake_after', str(scripts / 'eval.py'), False, ('metrics/scores.json',),
                         inputs=(('--checkpoint', 'fake_broken'),))
     steps = {s.name: s for s in (train, evaluation, broken, after_broken)}

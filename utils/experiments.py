@@ -12,12 +12,14 @@ Two layers:
 
 Commands are argv lists built from a `Profile`: `full` = the paper defaults of each script (real data under
 `data/`, or `--data-root`), `quick` = tiny models and one or two epochs on the synthetic data, so that every row
-runs end to end on 2 CPU cores. A step's run folder is `<runs_dir>/<prefix><step>_s<seed>` (prefix `quick_` /
-`synthetic_` for the non-ActivityNet profiles, so profiles never reuse each other's runs).
+runs end to end on 2 CPU cores, `shaped` = small models sized for CPU on data shaped like the real datasets (the
+real annotation files with synthetic features: `SHAPED_DATA`, issue 14). A step's run folder is
+`<runs_dir>/<prefix><step>_s<seed>` (the prefix names the profile and the data, so profiles never reuse each
+other's runs). Each experiment belongs to a dataset family, ActivityNet or YouCook2; a profile runs its family's.
 """
 import fnmatch
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from utils.published import NOT_RECOVERED, row_ids
@@ -30,40 +32,66 @@ class RegistryError(ValueError):
 DENSE, LOCALIZATION = 'dense_captioning', 'sentence_localization'
 DEFAULT_SEEDS = {'WSDEC': 233, 'ILCACM': 42}      # each original's seed (spec wsdec §4, ilcacm §4.1)
 SYNTHETIC_SIZES = {'quick': 'tiny', 'full': 'anet'}
+PROFILES = ('full', 'quick', 'shaped')
+DATASETS = ('anet', 'synthetic', 'anet-shaped', 'youcook2', 'yc2-shaped')
+YOUCOOK2_DATASETS = ('youcook2', 'yc2-shaped')
+
+
+@dataclass(frozen=True)
+class ShapedData:
+    """A data root built from real annotation files with synthetic features (utils/synthetic.py): the first
+    `max_videos` train and `max_val_videos` val_1 videos, features from the signal model's flags."""
+    annotations: str                          # relative to the repository root
+    max_videos: int | None
+    max_val_videos: int | None
+    signal: tuple[str, ...]                   # make_synthetic_dataset.py signal-model flags
+
+    def root_name(self, dataset: str, max_videos: int | None = None) -> str:
+        n = max_videos or self.max_videos
+        return f'{dataset.replace("-", "_")}{"" if n is None else f"_{n}"}'
 
 
 @dataclass(frozen=True)
 class Profile:
-    """How commands are built: `name` 'full' | 'quick', `dataset` 'anet' | 'synthetic'."""
+    """How commands are built: `name` 'full' | 'quick' | 'shaped', `dataset` one of DATASETS."""
     name: str = 'full'
     dataset: str = 'anet'
     data_root: str | None = None       # None: ActivityNet files under data/ (utils.run.data_paths)
     runs_dir: str = 'runs'
     python: str = sys.executable
+    max_videos: int | None = None      # shaped data: the number of training videos (default SHAPED_DATA's)
 
     def __post_init__(self):
-        if self.name not in ('full', 'quick'):
-            raise RegistryError(f"profile {self.name!r}: expected 'full' or 'quick'")
-        if self.dataset not in ('anet', 'synthetic'):
-            raise RegistryError(f"dataset {self.dataset!r}: expected 'anet' or 'synthetic'")
+        if self.name not in PROFILES:
+            raise RegistryError(f"profile {self.name!r}: expected one of {PROFILES}")
+        if self.dataset not in DATASETS:
+            raise RegistryError(f"dataset {self.dataset!r}: expected one of {DATASETS}")
 
     @property
     def quick(self) -> bool:
         return self.name == 'quick'
 
     @property
+    def family(self) -> str:
+        return 'youcook2' if self.dataset in YOUCOOK2_DATASETS else 'activitynet'
+
+    @property
     def prefix(self) -> str:
-        """Run-name prefix: '' for the paper setting, else the profile / dataset it ran on."""
+        """Run-name prefix: '' for the paper setting, else the profile / data it ran on."""
+        if self.name == 'shaped':
+            return SHAPED_DATA[self.dataset].root_name(self.dataset, self.max_videos) + '_'
         if self.quick:
             return 'quick_' if self.dataset == 'synthetic' else f'quick_{self.dataset}_'
         return '' if self.dataset == 'anet' else f'{self.dataset}_'
 
     def dataset_label(self) -> str:
         """The `dataset` field of the table protocols (utils.published.Protocol)."""
-        if self.dataset == 'anet':
-            return 'ActivityNet Captions val'
+        if self.dataset in ('anet', 'youcook2') and not self.data_root:
+            return 'ActivityNet Captions val' if self.dataset == 'anet' else 'YouCook2 val'
         root = Path(self.data_root).name if self.data_root else '?'
-        return f'synthetic data root "{root}"'
+        kind = {'anet-shaped': 'ActivityNet-shaped synthetic', 'yc2-shaped': 'YouCook2-shaped synthetic',
+                'youcook2': 'YouCook2'}.get(self.dataset, 'synthetic')
+        return f'{kind} data root "{root}"'
 
 
 # --------------------------------------------------------------------------------------------- steps
@@ -77,6 +105,16 @@ ILCACM_QUICK = ('--decoder', 'word', '--word-min-count', '1', '--gpt2-layers', '
                 '--gpt2-heads', '2', '--enc-layers', '1', '--enc-heads', '2', '--enc-ff', '64', '--mask-ff', '64',
                 '--cap-epochs', '1', '--batch-size', '8', '--lr', '1e-3', '--num-beams', '2', '--keep-checkpoints', '1',
                 '--quiet')
+# Shaped-profile sizes (issue 14; README "Results measured so far"): the paper's schedules and batches, smaller
+# networks, fewer epochs.
+WSDEC_SHAPED = ('--hidden-dim', '256', '--keep-checkpoints', '1', '--quiet')
+ILCACM_SHAPED = ('--decoder', 'word', '--word-min-count', '2', '--gpt2-layers', '2', '--gpt2-dim', '128',
+                 '--gpt2-heads', '4', '--enc-layers', '2', '--enc-heads', '4', '--enc-ff', '256', '--mask-ff', '256',
+                 '--cap-epochs', '10', '--batch-size', '16', '--lr', '5e-4', '--keep-checkpoints', '1', '--quiet')
+SHAPED_DATA = {
+    'anet-shaped': ShapedData('../shared/data/activitynet_captions', 3000, 300, ('--signal-to-noise', '8')),
+    'yc2-shaped': ShapedData('../shared/data/youcook2', None, None, ('--signal-to-noise', '8')),
+}
 
 
 @dataclass(frozen=True)
@@ -84,16 +122,18 @@ class Step:
     """One script invocation. `inputs` = (flag, step) pairs: the flag gets that step's `checkpoints/last.pt`.
     `done` = glob patterns (relative to the output folder; `{last}` = the final epoch, 3 digits) that all
     match once the step has finished. `writes_into` = a step whose run folder this one writes into (scripts
-    without their own run folder, e.g. evaluate_ilcacm.py); such a step takes no run flags."""
+    without their own run folder, e.g. evaluate_ilcacm.py); such a step takes no run flags. `epochs` and
+    `profile_args` by profile name; `family_args` by dataset family (e.g. ILCACM's 100 frames on YouCook2)."""
     name: str
     script: str
     train: bool
     done: tuple[str, ...]
     inputs: tuple[tuple[str, str], ...] = ()
     args: tuple[str, ...] = ()
-    epochs: tuple[int, int] | None = None      # (full, quick); passed as --epochs
-    quick: tuple[str, ...] = ()
+    epochs: tuple[tuple[str, int], ...] = ()          # (profile, --epochs) pairs
+    profile_args: tuple[tuple[str, tuple[str, ...]], ...] = ()
     writes_into: str | None = None
+    family_args: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -101,7 +141,10 @@ class Step:
                                    + ([self.writes_into] if self.writes_into else [])))
 
     def n_epochs(self, profile: Profile) -> int | None:
-        return None if self.epochs is None else self.epochs[profile.quick]
+        return dict(self.epochs).get(profile.name)
+
+    def extra_args(self, profile: Profile) -> tuple[str, ...]:
+        return dict(self.profile_args).get(profile.name, ()) + dict(self.family_args).get(profile.family, ())
 
     def done_patterns(self, profile: Profile) -> tuple[str, ...]:
         epochs = self.n_epochs(profile)
@@ -111,18 +154,27 @@ class Step:
 FINAL_CKPT = 'checkpoints/epoch_{last}.pt'
 
 
-def _wsdec_train(name, script, epochs, *, inputs=(), args=(), quick=WSDEC_QUICK) -> Step:
-    return Step(name, f'train_script/{script}', True, (FINAL_CKPT,), inputs, args, epochs, quick)
+def _epochs(full, quick, shaped):
+    return (('full', full), ('quick', quick), ('shaped', shaped))
+
+
+def _wsdec_train(name, script, epochs, *, inputs=(), args=(), quick=WSDEC_QUICK, shaped=WSDEC_SHAPED) -> Step:
+    return Step(name, f'train_script/{script}', True, (FINAL_CKPT,), inputs, args, _epochs(*epochs),
+                (('quick', quick), ('shaped', shaped)))
 
 
 def _wsdec_eval(name, script, inputs, done, args=(), quick=WSDEC_QUICK_EVAL) -> Step:
-    return Step(name, script, False, (done,), inputs, args, None, quick)
+    return Step(name, script, False, (done,), inputs, args, (), (('quick', quick), ('shaped', WSDEC_QUICK_EVAL)))
+
+
+ILCACM_YOUCOOK2 = (('youcook2', ('--dataset', 'youcook2')),)   # 100 frames (spec ilcacm §8.4)
 
 
 def _ilcacm_train(name, args=(), inputs=()) -> Step:
     # train_ilcacm.py evaluates the final model itself (spec ilcacm §4.1.8): metrics/final_{ilcacm,wsdec}.json
     return Step(name, 'train_script/train_ilcacm.py', True, (FINAL_CKPT, 'metrics/final_ilcacm.json'), inputs,
-                args, (20, 2), ILCACM_QUICK)
+                args, _epochs(20, 2, 20), (('quick', ILCACM_QUICK), ('shaped', ILCACM_SHAPED)),
+                family_args=ILCACM_YOUCOOK2)
 
 
 def _ilcacm_variant(name, args) -> Step:
@@ -131,28 +183,30 @@ def _ilcacm_variant(name, args) -> Step:
     return _ilcacm_train(name, args, inputs=(('--stage1-from', 'ilcacm'),))
 
 
-def _ilcacm_eval(name, count_mode) -> Step:
+def _ilcacm_eval(name, count_mode, args=(), suffix='') -> Step:
     # evaluate_ilcacm.py writes <run>/metrics/<checkpoint stem>_<count mode>_<protocol>.json into the training run
-    return Step(name, 'eval_script/evaluate_ilcacm.py', False, (f'metrics/last_{count_mode}_ilcacm.json',),
-                (('--checkpoint', 'ilcacm'),), ('--count-mode', count_mode), None, (), writes_into='ilcacm')
+    return Step(name, 'eval_script/evaluate_ilcacm.py', False, (f'metrics/last_{count_mode}{suffix}_ilcacm.json',),
+                (('--checkpoint', 'ilcacm'),), ('--count-mode', count_mode, *args), writes_into='ilcacm')
 
 
 CG_PRETRAIN = (('--checkpoint-cg', 'wsdec_cg_pretrain'),)
 DENSE_METRICS = 'metrics/dense_n*_seed*_val_1.json'
 STEPS: dict[str, Step] = {s.name: s for s in (
     # WSDEC training (spec wsdec §4.1-4.3; epochs = each script's default)
-    _wsdec_train('wsdec_cg_pretrain', 'train_cg_pretrain.py', (100, 30), quick=WSDEC_QUICK_CAPTIONER),
-    _wsdec_train('wsdec_final', 'train_final.py', (25, 2), inputs=CG_PRETRAIN,
+    _wsdec_train('wsdec_cg_pretrain', 'train_cg_pretrain.py', (100, 30, 30), quick=WSDEC_QUICK_CAPTIONER),
+    _wsdec_train('wsdec_final', 'train_final.py', (25, 2, 10), inputs=CG_PRETRAIN,
                  quick=WSDEC_QUICK + ('--sl-batch-size', '4')),       # quick: epoch 0 = SL phase, 1 = CG phase
-    _wsdec_train('wsdec_noregress', 'train_final.py', (25, 2), inputs=CG_PRETRAIN, args=('--regressor-scale', '0'),
-                 quick=WSDEC_QUICK + ('--sl-batch-size', '4')),
-    _wsdec_train('wsdec_noclass', 'train_baseline_regressor.py', (100, 2), inputs=CG_PRETRAIN),
-    _wsdec_train('wsdec_cg', 'train_cg.py', (100, 30), quick=WSDEC_QUICK_CAPTIONER),
-    _wsdec_train('wsdec_sl', 'train_sl.py', (100, 2)),
+    _wsdec_train('wsdec_noregress', 'train_final.py', (25, 2, 10), inputs=CG_PRETRAIN,
+                 args=('--regressor-scale', '0'), quick=WSDEC_QUICK + ('--sl-batch-size', '4')),
+    _wsdec_train('wsdec_noclass', 'train_baseline_regressor.py', (100, 2, 10), inputs=CG_PRETRAIN),
+    _wsdec_train('wsdec_cg', 'train_cg.py', (100, 30, 30), quick=WSDEC_QUICK_CAPTIONER),
+    _wsdec_train('wsdec_sl', 'train_sl.py', (100, 2, 30)),
     # WSDEC evaluation (spec wsdec §4.4-4.5)
     _wsdec_eval('eval_wsdec_cg_pretrain', 'eval_script/evaluate_pretrain.py', (('--checkpoint', 'wsdec_cg_pretrain'),),
                 'metrics/pretrain_random_seed*_val_1.json'),
     _wsdec_eval('eval_wsdec_final', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_final'),), DENSE_METRICS),
+    _wsdec_eval('eval_wsdec_final_segment_blind', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_final'),),
+                'metrics/dense_n*_seed*_val_1_segment_blind.json', args=('--segment-blind',)),
     _wsdec_eval('eval_wsdec_noregress', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_noregress'),),
                 DENSE_METRICS),
     _wsdec_eval('eval_wsdec_noclass', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_noclass'),), DENSE_METRICS),
@@ -178,9 +232,13 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     _ilcacm_variant('ilcacm_no_diversity', ('--no-diversity',)),
     _ilcacm_variant('ilcacm_mask_cauchy', ('--mask-shape', 'cauchy')),
     _ilcacm_variant('ilcacm_mask_hard', ('--mask-shape', 'hard')),
-    # ILCACM inference-only baselines on the trained model (spec ilcacm §10.4, §10.8)
+    # ILCACM inference-only baselines on the trained model (spec ilcacm §10.4, §10.8; issue 14)
     _ilcacm_eval('eval_ilcacm_oracle_count', 'oracle'),
     _ilcacm_eval('eval_ilcacm_equal_split', 'equal-split'),
+    _ilcacm_eval('eval_ilcacm_segment_blind', 'paragraph', ('--segment-blind',), suffix='_segment-blind'),
+    # the prior (issue 14): one constant segment and caption fitted on the training split, both protocols
+    Step('baseline_prior', 'eval_script/evaluate_prior.py', False, ('metrics/prior_val_1_ilcacm.json',),
+         profile_args=(('quick', ('--quiet',)), ('shaped', ('--quiet',)))),
 )}
 
 
@@ -204,7 +262,8 @@ class Experiment:
     train: tuple[str, ...]     # training steps (their own `inputs` are pulled in too)
     eval: str                  # the step whose output folder holds the metrics
     rows: tuple[TableRow, ...]
-    features: str              # 'C3D' | 'CLIP' (table protocol)
+    features: str              # 'C3D' | 'CLIP' | 'none' (table protocol)
+    family: str = 'activitynet'   # 'activitynet' | 'youcook2': the datasets whose profiles run it
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -216,11 +275,20 @@ def _exp(id_, label, paper, table, paper_table, train, eval_, metrics, features,
                       (TableRow(row_id or id_, label, metrics),), features)
 
 
+def _on_youcook2(experiment: Experiment, id_: str) -> Experiment:
+    """The same experiment on a YouCook2 data root (ILCACM with 100 frames), as row `id_`."""
+    return replace(experiment, id=id_, family='youcook2', paper_table=YC2_TABLE,
+                   rows=tuple(replace(r, row_id=id_, label=r.label + ' (YouCook2)')
+                              for r in experiment.rows))
+
+
 WSDEC_DC = 'WSDEC dense-captioning table (ActivityNet Captions val; ablations: spec published_results §6.1)'
 WSDEC_SL = 'WSDEC sentence-localization table (spec published_results §3)'
 ILCACM_T1 = 'ILCACM Table 1 (spec ilcacm §9)'
 ILCACM_ABL = 'ILCACM ablations / baselines (spec ilcacm §10.8, published_results §6.2; numbers not recovered)'
 LOC_METRICS = 'metrics/localization_val_1.json'
+BASELINES = 'Baselines that expose degenerate solutions (issue 14): the prior and segment-blind captioning'
+YC2_TABLE = 'YouCook2 (SBS Table 2, SAIL re-runs; spec published_results §2.2)'
 
 
 def _ilcacm_ablation(name, label) -> Experiment:
@@ -269,14 +337,29 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     _ilcacm_ablation('no_diversity', 'ILCACM without the diversity loss'),
     _ilcacm_ablation('mask_cauchy', 'ILCACM with Cauchy masks'),
     _ilcacm_ablation('mask_hard', 'ILCACM with hard masks'),
+    # baselines beside every method (issue 14)
+    _exp('wsdec/prior', 'Prior: one constant segment + the most frequent training caption', 'WSDEC', DENSE,
+         BASELINES, [], 'baseline_prior', 'metrics/prior_val_1_wsdec.json', 'none'),
+    _exp('wsdec/segment_blind', 'WSDEC final model, segment-blind captions (whole-video caption for every event)',
+         'WSDEC', DENSE, BASELINES, ['wsdec_final'], 'eval_wsdec_final_segment_blind',
+         'metrics/dense_n*_seed*_val_1_segment_blind.json', 'C3D'),
+    _exp('ilcacm/prior', 'Prior: one constant segment + the most frequent training caption', 'ILCACM', DENSE,
+         BASELINES, [], 'baseline_prior', 'metrics/prior_val_1_ilcacm.json', 'none'),
+    _exp('ilcacm/segment_blind', 'ILCACM, segment-blind captions (the unmasked video\'s caption for every event)',
+         'ILCACM', DENSE, BASELINES, ['ilcacm'], 'eval_ilcacm_segment_blind',
+         'metrics/last_paragraph_segment-blind_ilcacm.json', 'CLIP'),
 )
+BY_ID = {e.id: e for e in EXPERIMENTS}
+EXPERIMENTS += tuple(_on_youcook2(BY_ID[source], id_) for source, id_ in (
+    ('ilcacm/full', 'ilcacm/youcook2'), ('ilcacm/uniform_masks', 'ilcacm/youcook2_uniform_masks'),
+    ('ilcacm/random_segments', 'ilcacm/youcook2_random_segments'), ('ilcacm/equal_split', 'ilcacm/youcook2_equal_split'),
+    ('ilcacm/segment_blind', 'ilcacm/youcook2_segment_blind'), ('ilcacm/prior', 'ilcacm/youcook2_prior'),
+    ('wsdec/final', 'wsdec/youcook2'), ('wsdec/pretrained_cg_random', 'wsdec/youcook2_pretrained_cg_random'),
+    ('wsdec/segment_blind', 'wsdec/youcook2_segment_blind'), ('wsdec/prior', 'wsdec/youcook2_prior')))
 BY_ID = {e.id: e for e in EXPERIMENTS}
 
 # Published rows that are not experiments of this registry, and why.
-NOT_EXPERIMENTS = {
-    'wsdec/youcook2': 'a SAIL re-run on YouCook2; no YouCook2 features in this suite (spec published_results §2.2)',
-    'ilcacm/youcook2': 'YouCook2 is not supported by the released code; no YouCook2 features (spec ilcacm §8.4)',
-}
+NOT_EXPERIMENTS: dict[str, str] = {}
 
 
 def published_experiment_ids() -> list[str]:
@@ -286,15 +369,17 @@ def published_experiment_ids() -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- resolution
-def select(patterns: list[str] | None = None) -> list[Experiment]:
-    """Experiments whose id equals or glob-matches one of `patterns` ('wsdec/*'); all when None."""
+def select(patterns: list[str] | None = None, family: str | None = None) -> list[Experiment]:
+    """Experiments whose id equals or glob-matches one of `patterns` ('wsdec/*'); all when None; only those of
+    dataset `family` ('activitynet' | 'youcook2') when given."""
+    pool = [e for e in EXPERIMENTS if family is None or e.family == family]
     if not patterns:
-        return list(EXPERIMENTS)
-    unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(e.id, p) for e in EXPERIMENTS)]
+        return pool
+    unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(e.id, p) for e in pool)]
     if unknown:
-        raise RegistryError(f"unknown experiment id(s) {unknown}; known: {', '.join(BY_ID)} "
-                            f"(globs such as 'wsdec/*' work too)")
-    return [e for e in EXPERIMENTS if any(fnmatch.fnmatchcase(e.id, p) for p in patterns)]
+        raise RegistryError(f"unknown experiment id(s) {unknown}{f' for {family} data' if family else ''}; known: "
+                            f"{', '.join(e.id for e in pool)} (globs such as 'wsdec/*' work too)")
+    return [e for e in pool if any(fnmatch.fnmatchcase(e.id, p) for p in patterns)]
 
 
 def resolve_steps(experiments: list[Experiment]) -> list[Step]:
@@ -369,9 +454,9 @@ class Job:
             argv += ['--runs-dir', str(profile.runs_dir), '--run-name', self.run_name, '--seed', str(self.seed)]
         for flag, dep in step.inputs:
             argv += [flag, str(self.checkpoint_of(dep))]
-        if step.epochs is not None:
+        if step.n_epochs(profile) is not None:
             argv += ['--epochs', str(step.n_epochs(profile))]
-        argv += list(step.args) + (list(step.quick) if profile.quick else [])
+        argv += list(step.args) + list(step.extra_args(profile))
         if resume:
             argv.append('--resume')
         return argv

@@ -143,6 +143,13 @@ NOT_RECOVERED: dict[str, str] = {
     **{f'ilcacm/{r}': "ILCACM's own ablation tables were not found (spec published_results §6.2)"
        for r in ('random_segments', 'equal_split', 'oracle_count', 'pos_only', 'neg_only', 'no_diversity',
                  'mask_cauchy', 'mask_hard')},
+    **{r: "a baseline of this suite that exposes degenerate solutions (issue 14); no paper reports it"
+       for r in ('wsdec/prior', 'wsdec/segment_blind', 'ilcacm/prior', 'ilcacm/segment_blind',
+                 'wsdec/youcook2_prior', 'wsdec/youcook2_segment_blind', 'ilcacm/youcook2_prior',
+                 'ilcacm/youcook2_segment_blind')},
+    **{r: 'no YouCook2 number of this ablation was found (spec published_results §2.2)'
+       for r in ('ilcacm/youcook2_uniform_masks', 'ilcacm/youcook2_random_segments', 'ilcacm/youcook2_equal_split',
+                 'wsdec/youcook2_pretrained_cg_random')},
 }
 
 _INDEX: dict[tuple[str, str, str], PublishedNumber] = {(r.table, r.row_id, r.metric): r for r in RECORDS}
