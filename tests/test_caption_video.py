@@ -209,6 +209,17 @@ def test_pretrained_caption_generator_captions_one_random_segment(world, tmp_pat
     assert json.loads((out / 'moving.json').read_text())['results']['moving'] == [event]
 
 
+def test_cached_features_of_another_width_fail_that_video(world, tmp_path, capsys):
+    cached = tmp_path / 'features' / 'clip' / 'moving.npy'
+    cached.parent.mkdir(parents=True)
+    np.save(cached, np.zeros((3, 8), np.float32))                     # made with other CLIP weights
+    assert script.run([str(world.videos / 'moving.mp4'), '--checkpoint', str(world.ilcacm), '--out', str(tmp_path),
+                       *world.flags]) == 1
+    assert f"failed moving: {cached}: video 'moving': 8-d features from an earlier run, the checkpoint reads " \
+           f"768-d" in capsys.readouterr().out
+    assert not (tmp_path / 'moving.json').exists()
+
+
 def refused(argv, capsys) -> str:
     with pytest.raises(SystemExit) as stop:
         cli.main(script.run, argv)

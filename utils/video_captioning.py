@@ -181,7 +181,7 @@ def check_extractor_width(captioner: Captioner, extractor, checkpoint, weights: 
 # --------------------------------------------------------------------------------------------------- videos
 def check_cached_width(captioner: Captioner, store, vid: str) -> None:
     """Features extracted by an earlier run (other weights) must still have the checkpoint's width."""
-    (_, width), _ = store.header(vid)
+    width = store.header(vid)[0][-1]
     if width != captioner.feature_dim:
         raise FeatureError(f"{store.source(vid)}: video '{vid}': {width}-d features from an earlier run, the "
                            f"checkpoint reads {captioner.feature_dim}-d: use another --out or delete them")
