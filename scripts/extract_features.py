@@ -14,9 +14,8 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 import argparse
 
-from models.extractors.c3d import POOL5
 from utils import cli
-from utils.feature_extraction import DEFAULT_BATCH, DEFAULT_WEIGHTS, FEATURES, extract_features
+from utils.feature_extraction import DEFAULT_BATCH, FEATURES, add_extractor_args, extract_features, extractor_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--out', required=True, help='data root: writes DATA_ROOT/features/...')
     parser.add_argument('--features', nargs='+', choices=FEATURES, required=True,
                         help='clip (ILCACM) and/or c3d (WSDEC)')
-    for name in ('clip_model', 'c3d_model', 'c3d_pca', 'c3d_mean'):
-        parser.add_argument('--' + name.replace('_', '-'), default=None,
-                            help=f'default: {DEFAULT_WEIGHTS[name]} (under the repository)')
-    parser.add_argument('--c3d-pool5', choices=POOL5, default='caffe',
-                        help="C3D pool5: caffe's ceil-mode pooling (default) or the PyTorch port's padding")
-    parser.add_argument('--device', default='auto', help='auto (GPU when present), cpu, cuda, cuda:N')
-    parser.add_argument('--dtype', choices=('fp32', 'bf16', 'fp16'), default='fp32', help='model precision')
+    add_extractor_args(parser)
     parser.add_argument('--batch-size', type=int, default=None,
                         help=f"model inputs per batch (default: clip {DEFAULT_BATCH['clip']} frames, "
                              f"c3d {DEFAULT_BATCH['c3d']} windows)")
@@ -44,9 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv=None) -> None:
     args = build_parser().parse_args(argv)
     reports = extract_features(args.videos, args.out, args.features, args.batch_size, args.workers,
-                               not args.quiet, device=args.device, dtype=args.dtype, clip_model=args.clip_model,
-                               c3d_model=args.c3d_model, c3d_pca=args.c3d_pca, c3d_mean=args.c3d_mean,
-                               c3d_pool5=args.c3d_pool5)
+                               not args.quiet, **extractor_options(args))
     for feature, report in reports.items():
         print(report.summary(feature))
     return 1 if any(report.failed for report in reports.values()) else 0

@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from models.extractors.base import DTYPES, Extractor
-from models.extractors.c3d import C3D, C3DExtractor, load_mean, load_pca
+from models.extractors.c3d import C3D, POOL5, C3DExtractor, load_mean, load_pca
 from models.extractors.clip import ClipExtractor, CLIPImageEncoder
 from utils.checkpoint import atomic_path
 from utils.run import REPO_ROOT, data_paths, resolve_device
@@ -132,6 +132,28 @@ def build_extractor(feature: str, device='auto', dtype='fp32', clip_model=None, 
         return C3DExtractor(model, load_pca(paths['c3d_pca'], fc_dim=model.fc_dim), load_mean(paths['c3d_mean']),
                             device, torch_dtype)
     raise ValueError(f"feature must be one of {FEATURES}, got {feature!r}")
+
+
+EXTRACTOR_OPTIONS = ('device', 'dtype', 'clip_model', 'c3d_model', 'c3d_pca', 'c3d_mean', 'c3d_pool5')
+
+
+def add_extractor_args(parser) -> None:
+    """`build_extractor`'s options as flags (scripts/extract_features.py, scripts/caption_video.py): the weight
+    files (defaults under the repository's data/), `--c3d-pool5`, `--device`, `--dtype`."""
+    for name in REQUIRED_WEIGHTS['clip'] + REQUIRED_WEIGHTS['c3d']:
+        parser.add_argument('--' + name.replace('_', '-'), default=None,
+                            help=f'{WHAT_GOES_WHERE[name]} (default %(default)s: {DEFAULT_WEIGHTS[name]} under '
+                                 'the repository)')
+    parser.add_argument('--c3d-pool5', choices=POOL5, default='caffe',
+                        help="C3D pool5: caffe's ceil-mode pooling or the PyTorch port's padding")
+    parser.add_argument('--device', default='auto', help='auto (GPU when present), cpu, cuda, cuda:N')
+    parser.add_argument('--dtype', choices=tuple(DTYPES), default='fp32',
+                        help='precision of the feature extractor (features are float32 either way)')
+
+
+def extractor_options(args) -> dict:
+    """`build_extractor`'s keyword arguments from the flags of `add_extractor_args`."""
+    return {name: getattr(args, name) for name in EXTRACTOR_OPTIONS}
 
 
 # ---------------------------------------------------------------------------------------------------- stores

@@ -130,13 +130,18 @@ def stored_data_paths(args, config) -> DataPaths:
     return DataPaths(**{f.name: Path(stored.get(f.name, getattr(base, f.name))) for f in fields(DataPaths)})
 
 
+def video_sample_rate(config) -> int:
+    """The checkpoint's C3D subsampling `[::video_sample_rate]` (spec §2.2; 2, as every original script, when the
+    checkpoint does not record it)."""
+    return (config.get('data') or {}).get('video_sample_rate', VIDEO_SAMPLE_RATE)
+
+
 def eval_dataset(paths, vocab, args, config, mode='full', checkpoints=()) -> WSDECDataset:
     """val_1 videos that have features (`--missing-features`), in annotation order; C3D subsampled by the
     checkpoint's `video_sample_rate` (2 in every original script); the feature width checked against the models
     of `checkpoints` ((state, path) pairs)."""
     annotations = load_annotations(paths.val_1)
-    sample_rate = (config.get('data') or {}).get('video_sample_rate', VIDEO_SAMPLE_RATE)
-    features = open_features(args.features or paths.c3d, sample_rate)
+    features = open_features(args.features or paths.c3d, video_sample_rate(config))
     for state, path in checkpoints:
         for model in state['config'].get('models', {}).values():
             check_feature_width(features, model['video_feature_dim'], path)
