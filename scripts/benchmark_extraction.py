@@ -1,4 +1,4 @@
-"""Benchmark feature extraction from video (utils/feature_extraction.py) against a one-at-a-time reference.
+"""Benchmark feature extraction from video (models/extractors/pipeline.py) against a one-at-a-time reference.
 
     python scripts/benchmark_extraction.py [--quick] [--device auto|cpu|cuda] [--out results.json]
 
@@ -24,7 +24,7 @@ import torch
 from models.extractors.c3d import SPORTS1M_CHANNELS, STRIDE, C3D, C3DExtractor, load_mean
 from models.extractors.clip import CLIPImageEncoder, CLIPVisionConfig, ClipExtractor
 from scripts.benchmark import part_main
-from utils.feature_extraction import NpyStore, extract, extract_video
+from models.extractors.pipeline import NpyStore, extract, extract_video
 from utils.run import resolve_device
 from utils.video import decode, write_synthetic_video
 

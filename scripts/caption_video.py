@@ -6,7 +6,7 @@
 The checkpoint decides the features: C3D for WSDEC (wsdec_final, wsdec_noregress, wsdec_noclass: dense
 captioning; wsdec_cg_pretrain: one random segment), CLIP for ILCACM; their width must be the checkpoint's. They
 are extracted into OUT/features/ (a rerun skips the videos already there) and the model's own test procedure
-captions each video (utils/video_captioning.py). Per video, in OUT: <vid>.json (submission format), <vid>.srt,
+captions each video (models/video_captioning.py). Per video, in OUT: <vid>.json (submission format), <vid>.srt,
 <vid>.vtt (subtitles on the video's timeline) and <vid>.html (thumbnails, timeline, captions; offline). The video
 id is the file name without its extension. Weights are local files only (defaults under the repository's data/);
 nothing is downloaded. Exit status 1 if a video failed (listed at the end), 2 on bad arguments, checkpoints or
@@ -17,8 +17,8 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import argparse
 
 from utils import cli
-from utils.feature_extraction import add_extractor_args, extractor_options
-from utils.video_captioning import caption_videos
+from models.extractors.pipeline import add_extractor_args, extractor_options
+from models.video_captioning import caption_videos
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import argparse
 
 from utils import cli
-from utils.feature_extraction import DEFAULT_BATCH, FEATURES, add_extractor_args, extract_features, extractor_options
+from models.extractors.pipeline import DEFAULT_BATCH, FEATURES, add_extractor_args, extract_features, extractor_options
 
 
 def build_parser() -> argparse.ArgumentParser:

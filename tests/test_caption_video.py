@@ -30,7 +30,7 @@ from tests.tiny_extractors import write_tiny_c3d, write_tiny_clip
 from third_party.densevid_eval.submission import load_results, submission_warnings
 from utils import cli
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.feature_extraction import build_extractor, extract_video
+from models.extractors.pipeline import build_extractor, extract_video
 from utils.synthetic import CLIP_DIM, SignalModel, make_synthetic_dataset
 from utils.video import write_synthetic_video
 

@@ -1,4 +1,4 @@
-"""CLIP and C3D extractors (models/extractors/) and the extraction pipeline (utils/feature_extraction.py,
+"""CLIP and C3D extractors (models/extractors/) and the extraction pipeline (models/extractors/pipeline.py,
 scripts/extract_features.py): tiny random-weight models written by the tests in the real file formats (a Hugging
 Face CLIP folder, the C3D port's pickled state dict, the ActivityNet PCA hdf5 layout), checked against forward
 passes written out here from the definitions, the preprocessing against hand computations, and the output layout,
@@ -21,7 +21,7 @@ from models.extractors.clip import (IMAGE_MEAN, IMAGE_STD, CLIPImageEncoder, Cli
 from models.ilcacm.gpt2 import CheckpointFormatError, save_safetensors
 from tests.tiny_extractors import (CONV_NAMES, TINY_FC, tiny_c3d_state, tiny_clip_state, write_tiny_c3d,
                                     write_tiny_clip)
-from utils.feature_extraction import (DEFAULT_WEIGHTS, Hdf5Store, MissingWeightsError, VideoIdError, build_extractor,
+from models.extractors.pipeline import (DEFAULT_WEIGHTS, Hdf5Store, MissingWeightsError, VideoIdError, build_extractor,
                                       check_video_id, extract_features, extract_video, list_videos)
 from utils.video import FilterChain, decode, write_synthetic_video as write_video
 

@@ -1,4 +1,4 @@
-"""What the extraction pipeline (utils/feature_extraction.py) needs of an extractor.
+"""What the extraction pipeline (models/extractors/pipeline.py) needs of an extractor.
 
 `units(path)` runs on the decoding side (worker threads): the model inputs of one video as uint8 numpy arrays,
 in order (CLIP: frames; C3D: 16-frame windows). `__call__(batch)` runs the model on a stacked batch of units on

@@ -4,7 +4,7 @@
 
 checkpoint → the features its model reads (WSDEC: C3D, ILCACM: CLIP; the width is the checkpoint's and must be
 the extractor's) → extraction into a data root under the output folder (`OUT/features/c3d.hdf5`,
-`OUT/features/clip/<vid>.npy`: utils/feature_extraction.py `extract`, decoding in worker threads; a rerun skips the
+`OUT/features/clip/<vid>.npy`: models/extractors/pipeline.py `extract`, decoding in worker threads; a rerun skips the
 videos already there, so features are cached by video id: delete `OUT/features/` after changing a video file or the
 weights) → the method's own test procedure, read from that data root by the stores every evaluation reads
 (utils/features.py) → `OUT/<vid>.json` (the submission format) and `OUT/<vid>.srt`, `.vtt`, `.html`
@@ -52,7 +52,7 @@ from models.wsdec.inference import dense_captioning, predict, pretrain_random_ca
 from models.wsdec.runs import checkpoint_vocab, video_sample_rate
 from utils.caption_outputs import CaptionFormatError, write_caption_files
 from utils.checkpoint import atomic_path
-from utils.feature_extraction import REQUIRED_WEIGHTS, build_extractor, extract, feature_store, list_videos, \
+from models.extractors.pipeline import REQUIRED_WEIGHTS, build_extractor, extract, feature_store, list_videos, \
     video_id, weight_path
 from utils.features import FeatureError, open_features
 from utils.ilcacm_data import ILCACMDataset
