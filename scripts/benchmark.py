@@ -11,7 +11,6 @@ missing; a part that raises is reported as failed (exit status 1). Writes runs/b
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 import datetime
 import importlib
 import json
@@ -21,6 +20,8 @@ import time
 import traceback
 
 import torch
+
+from utils import cli
 
 PARTS = ('scorer', 'wsdec', 'ilcacm', 'extraction')
 RATIO_WORDS = ('speedup', 'ratio')              # keys holding "reference time / our time"
@@ -131,7 +132,7 @@ def markdown(report: dict) -> str:
 
 def part_main(doc: str, run, summary, quick_help: str, argv=None) -> None:
     """The command line of one part (`scripts/benchmark_<part>.py [--quick] [--device] [--out FILE]`)."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(doc)
     parser.add_argument('--quick', action='store_true', help=quick_help)
     parser.add_argument('--device', default='auto', help='auto, cpu or cuda')
     parser.add_argument('--out', default=None, help='also write the results to this JSON file')
@@ -143,7 +144,7 @@ def part_main(doc: str, run, summary, quick_help: str, argv=None) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument('which', nargs='?', choices=PARTS + ('all',), default='all')
     parser.add_argument('--quick', action='store_true', help='the parts\' small workloads')
     parser.add_argument('--out-dir', default='runs/benchmarks')

@@ -10,7 +10,6 @@ and reports wall times and peak memory: the peak of this process and its childre
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 import json
 import os
 import random
@@ -18,6 +17,7 @@ import resource
 import threading
 import time
 
+from utils import cli
 from third_party.densevid_eval import evaluate
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data' / 'activitynet_captions'
@@ -141,7 +141,7 @@ def run(quick: bool) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = cli.parser(__doc__)
     parser.add_argument('--quick', action='store_true', help=f'first {QUICK_VIDEOS} videos of val_1 only')
     parser.add_argument('-o', '--output', help='also write the report as JSON')
     args = parser.parse_args()

@@ -18,7 +18,6 @@ and repetitions (both sides get the same workload). Peak memory: process max RSS
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 import contextlib
 import json
 import resource
@@ -29,6 +28,7 @@ import types
 import torch
 import torch.nn.functional as F
 
+from utils import cli
 from models.layers.attention import BilinearAttention
 from models.layers.gru_encoder import LayerStates
 from models.wsdec import build_models_from_config
@@ -333,7 +333,7 @@ def run(quick: bool = False, threads: int | None = 1, devices: str = 'all') -> d
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument('--quick', action='store_true', help='smaller batches, one repetition, no METEOR')
     parser.add_argument('--threads', type=int, default=1, help='CPU intra-op threads (0: torch default)')
     parser.add_argument('--device', default='all', choices=('all', 'cpu', 'cuda'),

@@ -5,7 +5,6 @@
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 from collections import Counter
 
 from utils import cli
@@ -36,7 +35,7 @@ def format_statistics(annotations, vocab, top=20):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument('--train', required=True, help='training annotation JSON')
     parser.add_argument('--out', help='vocabulary JSON to write')
     parser.add_argument('--threshold', type=int, default=1, help='keep words with count > threshold')

@@ -5,7 +5,6 @@
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 from pathlib import Path
 
 from utils import cli
@@ -13,7 +12,7 @@ from utils.features import hdf5_to_npy, npy_to_hdf5
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument('--to', choices=('npy', 'hdf5'), required=True, help='target layout')
     parser.add_argument('--input', required=True, help='hdf5 file (--to npy) or folder of .npy (--to hdf5)')
     parser.add_argument('--output', required=True, help='folder (--to npy) or hdf5 file (--to hdf5)')

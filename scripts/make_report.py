@@ -3,14 +3,13 @@
     python scripts/make_report.py --run runs/wsdec_final [--index runs/] [--references data/densecap/val_1.json ...]
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
-import argparse
 
 from utils import cli
 from utils.report import ReportError, render_index, render_report
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument('--run', action='append', default=[], help='run folder (repeatable)')
     parser.add_argument('--index', help='folder of runs: write <folder>/index.html')
     parser.add_argument('--references', nargs='+',

@@ -14,7 +14,6 @@ written for what finished and the exit status is 1.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
-import argparse
 import json
 import os
 import shlex
@@ -33,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument('--dataset', choices=DATASETS, default='anet',
                         help='anet / youcook2: the real data (data/ or --data-root); synthetic: the embedded data; '
                              'anet-shaped / yc2-shaped: the real annotation files with synthetic features (issue 14, '

@@ -17,21 +17,31 @@ DEBUG_ENV = 'SUITE_DEBUG'
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keep the docstring's layout and show every flag's default (also for flags without a help text)."""
+    """Keep the docstring's layout and show every flag's default."""
 
     def _get_help_string(self, action):
         text = action.help or ''
-        if action.default is not argparse.SUPPRESS and action.option_strings and action.nargs != 0 \
-                and '%(default)' not in text:
-            text += (' ' if text else '') + '(default: %(default)s)'
-        elif action.nargs == 0 and action.option_strings and not text:
-            text = 'off unless given'
+        if action.option_strings and action.default is not argparse.SUPPRESS and '%(default)' not in text:
+            shown = '(required)' if action.required or getattr(action, 'required_flag', False) else \
+                '(default: %(default)s)'
+            text += (' ' if text else '') + shown
         return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse prints no line for a flag without a help text: give every flag one, so its default shows."""
+
+    def format_help(self):
+        for action in self._actions:
+            if action.help is None and action.option_strings:
+                action.help = ''
+                action.help = HelpFormatter(self.prog)._get_help_string(action)
+        return super().format_help()
 
 
 def parser(doc: str | None, **kwargs) -> argparse.ArgumentParser:
     """The parser of an entry point, described by its module docstring."""
-    return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter, **kwargs)
+    return Parser(description=doc, formatter_class=HelpFormatter, **kwargs)
 
 
 def add_flag(group, name: str, *aliases: str, **kwargs):

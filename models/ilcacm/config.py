@@ -72,7 +72,8 @@ def add_model_args(parser):
 
 def add_training_args(parser):
     g = parser.add_argument_group('training (spec ilcacm §4)')
-    g.add_argument('--total-epochs', dest='epochs', type=int, default=argparse.SUPPRESS, help='alias of --epochs')
+    for alias in ('--total-epochs', '--total_epochs'):  # the original's spellings of --epochs, hidden
+        g.add_argument(alias, dest='epochs', type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     g.add_argument('--cap-epochs', type=int, default=10, help='stage-1 (full-mode) epochs')
     g.add_argument('--grad-accum', type=int, default=1, help='micro-batches per update (--batch-size stays global)')
     g.add_argument('--lr', type=float, default=1e-4)
