@@ -202,7 +202,7 @@ def test_caption_loss_equals_hf_label_layout():
     batch = tiny_batch(tok)
     frames = model.frames(batch.video)
     prompts = model.prompts('full', batch.num_sents, 'cpu')
-    ce, tokens = model.captioner.caption_loss(frames, batch.video_mask, prompts, batch.dense_tokens)
+    ce_seq, tokens_seq = model.captioner.caption_loss(frames, batch.video_mask, prompts, batch.dense_tokens)
     ids = torch.cat([prompts, batch.dense_tokens], 1)
     labels = torch.cat([torch.full((2, 9), -100), ids[:, 1:]], 1)
     labels[:, 9:][ids[:, 1:] == tok.pad_id] = -100
@@ -210,9 +210,11 @@ def test_caption_loss_equals_hf_label_layout():
     attention = torch.cat([batch.video_mask, torch.ones_like(prompts, dtype=torch.bool),
                            batch.dense_tokens != tok.pad_id], 1)
     logits = model.captioner.gpt2_model(inputs_embeds=embeds, attention_mask=attention)
-    expected = F.cross_entropy(logits[:, :-1].reshape(-1, len(tok)), labels[:, 1:].reshape(-1), ignore_index=-100)
-    assert math.isclose((ce / tokens).item(), expected.item(), rel_tol=1e-5)
-    assert tokens == (labels != -100).sum() == 2 * 3 + (batch.dense_tokens != tok.pad_id).sum()
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, len(tok)), labels[:, 1:].reshape(-1), ignore_index=-100,
+                               reduction='none').reshape(2, -1)  # per token, 0 at ignored positions
+    torch.testing.assert_close(ce_seq, expected.sum(1), rtol=1e-5, atol=1e-5)  # each sequence's summed CE
+    assert torch.equal(tokens_seq, (labels != -100).sum(1))
+    assert tokens_seq.sum() == 2 * 3 + (batch.dense_tokens != tok.pad_id).sum()
 
 
 def test_modes_route_gradients():
