@@ -76,9 +76,9 @@ def wsdec_pair(vocab_size):
 
 
 def test_wsdec_cycle_step_equals_cpu(wsdec_batch, monkeypatch):
-    from utils import wsdec_training
+    from models.wsdec import steps as wsdec_steps
     from models.wsdec.steps import cycle_parameter_groups, cycle_step, sgd
-    monkeypatch.setattr(wsdec_training, 'CYCLE_NOISE', 0.0)  # the only random draw left
+    monkeypatch.setattr(wsdec_steps, 'CYCLE_NOISE', 0.0)  # the only random draw left
     batch, vocab = wsdec_batch
     results = []
     for models, where in zip(wsdec_pair(len(vocab)), (CPU, device())):
@@ -130,7 +130,8 @@ def test_wsdec_sl_phase_and_dense_captioning_equal_cpu(wsdec_batch):
 
 # ----------------------------------------------------------------------------------------------- ILCACM
 def ilcacm_args(**kw):
-    return SimpleNamespace(**{'no_diversity': False, 'single_step': False, 'loss': 'pos+neg', 'clip': 1.0, **kw})
+    return SimpleNamespace(**{'no_diversity': False, 'single_step': False, 'loss': 'pos+neg', 'clip': 1.0,
+                              'loss_groups': 1, **kw})
 
 
 def ilcacm_steps(model, batch, where, stages=('caption', 'localize'), adam=True):

@@ -30,9 +30,9 @@ def _order(loader, epoch):
     return [int(i) for (batch,) in loader for i in batch]
 
 
-def _index_loader(n=N_ITEMS, batch=GLOBAL_BATCH, shuffle=True, seed=3, drop_last=False):
+def _index_loader(n=N_ITEMS, batch=GLOBAL_BATCH, shuffle=True, seed=3, drop_last=False, pad_to=None):
     return make_loader(TensorDataset(torch.arange(n)), batch, shuffle=shuffle, drop_last=drop_last,
-                       collate_fn=None, seed=seed)
+                       collate_fn=None, seed=seed, pad_to=pad_to)
 
 
 def _tiny_model():
@@ -146,6 +146,7 @@ def _worker(rank, port, out_dir):
     loader = _index_loader()
     result['batch_size'] = loader.batch_size
     result['orders'] = [_order(loader, epoch) for epoch in range(2)]
+    result['padded'] = [_order(_index_loader(n=10, pad_to=GLOBAL_BATCH), epoch) for epoch in range(2)]
     try:
         _index_loader(batch=3)
     except BatchSizeError as e:
@@ -208,6 +209,18 @@ def test_sampler_shards_cover_each_epoch_exactly_once_in_the_global_order(ddp_re
             assert sorted(together) == sorted(global_order[k * GLOBAL_BATCH:(k + 1) * GLOBAL_BATCH])
     assert results[0]['orders'][0] != results[0]['orders'][1]
     assert 'must be divisible by the number of processes (2)' in results[0]['batch_error']
+
+
+def test_padded_epochs_repeat_their_first_items_and_deal_them_round_robin(ddp_results):
+    """pad_to: 10 items in global batches of 4 -> the epoch's order, then its first 2 items (accelerate's even
+    batches); rank r holds global positions r, r + 2, ... of it."""
+    _, results = ddp_results
+    for epoch in range(2):
+        order = _order(_index_loader(n=10), epoch)
+        padded = order + order[:2]
+        assert _order(_index_loader(n=10, pad_to=GLOBAL_BATCH), epoch) == padded
+        shards = [r['padded'][epoch] for r in results]
+        assert [shards[k % WORLD][k // WORLD] for k in range(12)] == padded
 
 
 def test_only_rank_0_writes(ddp_results):

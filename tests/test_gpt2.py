@@ -117,6 +117,34 @@ def test_resize_token_embeddings_like_hf_4_44(tiny):
     assert tiny(input_ids=torch.tensor([[66, 1]])).shape == (1, 2, 67)
 
 
+def test_loading_and_retying_draw_no_random_numbers():
+    """HF's from_pretrained builds under no_init_weights and tie_weights only assigns (spec §3.7): the generator is
+    where the seed left it."""
+    torch.manual_seed(11)
+    seeded = torch.get_rng_state()
+    model = GPT2.from_pretrained(TINY_DIR)
+    assert torch.equal(torch.get_rng_state(), seeded)
+    model.tie_weights()
+    assert torch.equal(torch.get_rng_state(), seeded) and model.lm_head.weight is model.transformer.wte.weight
+    stored = load_safetensors(TINY_DIR / "model.safetensors")
+    assert all(torch.equal(t, stored[k]) for k, t in model.state_dict().items() if k != "lm_head.weight")
+
+
+def test_resize_draws_exactly_what_hf_4_44_draws():
+    """transformers 4.44 _get_resized_embeddings: nn.Embedding(67, 32) draws N(0, 1) for every entry, _init_weights
+    redraws every entry from N(0, initializer_range = 0.5), then the old rows are copied and lm_head re-tied."""
+    torch.manual_seed(123)
+    torch.empty(67, 32).normal_()
+    expected_rows = torch.empty(67, 32).normal_(0.0, 0.5)[64:]
+    expected_state = torch.get_rng_state()
+    torch.manual_seed(123)
+    model = GPT2.from_pretrained(TINY_DIR, vocab_size=67)
+    assert torch.equal(torch.get_rng_state(), expected_state)
+    assert torch.equal(model.transformer.wte.weight[64:], expected_rows)
+    assert torch.equal(expected_rows, torch.tensor(GOLDEN["resize"]["new_rows"]))  # the restatement is HF's
+    assert model.lm_head.weight is model.transformer.wte.weight and model.lm_head.out_features == 67
+
+
 def test_from_pretrained_resizes_to_ilcacm_vocabulary(tmp_path):
     GPT2.from_config(n_layer=1, n_head=2, n_embd=8, vocab_size=50257, n_positions=16).save_pretrained(tmp_path)
     model = GPT2.from_pretrained(tmp_path, vocab_size=50260)

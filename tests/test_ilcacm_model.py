@@ -18,6 +18,7 @@ from utils.ilcacm_data import ILCACMDataset, dense_target, make_collate, negativ
 
 CPU = torch.device('cpu')
 BPE_DIR = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'gpt2_bpe'
+TINY_GPT2 = Path(__file__).resolve().parent / 'fixtures' / 'tiny_gpt2'  # vocabulary 64, n_embd 32, init range 0.5
 SENTENCES = ['A man runs on a track.', 'He jumps over a bar.', 'The crowd cheers.']
 TINY = dict(decoder='word', gpt2_layers=2, gpt2_heads=2, gpt2_dim=32, enc_layers=1, enc_heads=2, enc_ff=64,
             mask_ff=64, num_queries=16, max_frames=8, dropout=0.0, tau=2.0, gamma=0.8, mask_shape='gaussian',
@@ -201,7 +202,7 @@ def test_caption_loss_equals_hf_label_layout():
     batch = tiny_batch(tok)
     frames = model.frames(batch.video)
     prompts = model.prompts('full', batch.num_sents, 'cpu')
-    ce, tokens = model.captioner.caption_loss(frames, batch.video_mask, prompts, batch.dense_tokens)
+    ce_seq, tokens_seq = model.captioner.caption_loss(frames, batch.video_mask, prompts, batch.dense_tokens)
     ids = torch.cat([prompts, batch.dense_tokens], 1)
     labels = torch.cat([torch.full((2, 9), -100), ids[:, 1:]], 1)
     labels[:, 9:][ids[:, 1:] == tok.pad_id] = -100
@@ -209,9 +210,11 @@ def test_caption_loss_equals_hf_label_layout():
     attention = torch.cat([batch.video_mask, torch.ones_like(prompts, dtype=torch.bool),
                            batch.dense_tokens != tok.pad_id], 1)
     logits = model.captioner.gpt2_model(inputs_embeds=embeds, attention_mask=attention)
-    expected = F.cross_entropy(logits[:, :-1].reshape(-1, len(tok)), labels[:, 1:].reshape(-1), ignore_index=-100)
-    assert math.isclose((ce / tokens).item(), expected.item(), rel_tol=1e-5)
-    assert tokens == (labels != -100).sum() == 2 * 3 + (batch.dense_tokens != tok.pad_id).sum()
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, len(tok)), labels[:, 1:].reshape(-1), ignore_index=-100,
+                               reduction='none').reshape(2, -1)  # per token, 0 at ignored positions
+    torch.testing.assert_close(ce_seq, expected.sum(1), rtol=1e-5, atol=1e-5)  # each sequence's summed CE
+    assert torch.equal(tokens_seq, (labels != -100).sum(1))
+    assert tokens_seq.sum() == 2 * 3 + (batch.dense_tokens != tok.pad_id).sum()
 
 
 def test_modes_route_gradients():
@@ -226,6 +229,85 @@ def test_modes_route_gradients():
         (out['ce'] + out['div']).backward()
         assert model.localizer.center_fc.weight.grad.abs().sum() > 0, mode
         assert out['tokens'] > 0 and torch.isfinite(out['ce'])
+
+
+# ---------------------------------------------------------------- seeded initialisation (spec §3.7, §7.2, §11)
+def linear_draws(prefix, n_out, n_in, bias=True):
+    """nn.Linear(n_in, n_out): kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(n_in)) for the weight, then U(+-1/sqrt(n_in))
+    for the bias."""
+    bound = 1 / math.sqrt(n_in)
+    drawn = {prefix + 'weight': torch.empty(n_out, n_in).uniform_(-bound, bound)}
+    if bias:
+        drawn[prefix + 'bias'] = torch.empty(n_out).uniform_(-bound, bound)
+    return drawn
+
+
+def attention_draws(prefix, d):
+    """nn.MultiheadAttention(d): its out_proj Linear is built first (both drawn), then in_proj_weight is
+    Xavier-uniform over (3d, d), U(+-sqrt(6 / (d + 3d))), and both biases are set to 0."""
+    out_proj = linear_draws(prefix + 'out_proj.', d, d)
+    bound = math.sqrt(6 / (4 * d))
+    return {prefix + 'in_proj_weight': torch.empty(3 * d, d).uniform_(-bound, bound),
+            prefix + 'in_proj_bias': torch.zeros(3 * d),
+            prefix + 'out_proj.weight': out_proj[prefix + 'out_proj.weight'],
+            prefix + 'out_proj.bias': torch.zeros(d)}
+
+
+def layer_norms(prefix, names, d):
+    return {f'{prefix}{n}.{p}': (torch.ones(d) if p == 'weight' else torch.zeros(d)) for n in names
+            for p in ('weight', 'bias')}
+
+
+def authors_initial_state(seed, d=32, frames=8, enc_layers=2, enc_ff=48, mask_ff=40, queries=16):
+    """The state dict of `ILCACM(tokenizer, args)` (transformers 4.44.1) right after `torch.manual_seed(seed)`, drawn
+    in the constructor's order: GPT2LMHeadModel.from_pretrained (no draws), resize_token_embeddings(67) (two full
+    (67, d) normal draws, the new rows from the second), VideoEncoder (vpe ~ N(0, 1), one TransformerEncoderLayer
+    that nn.TransformerEncoder deep-copies, so every layer starts equal, the output Linear), MaskGenerator (tpe, pe,
+    one TransformerDecoderLayer: self-attention, cross-attention, FFN; the centre and width heads)."""
+    from models.ilcacm.gpt2 import load_safetensors
+    torch.manual_seed(seed)
+    gpt2 = {k.replace('transformer.', 'captioner.gpt2_model.transformer.', 1): t
+            for k, t in load_safetensors(TINY_GPT2 / 'model.safetensors').items()}
+    torch.empty(67, d).normal_()
+    wte = 'captioner.gpt2_model.transformer.wte.weight'
+    gpt2[wte] = torch.cat([gpt2[wte], torch.empty(67, d).normal_(0.0, 0.5)[64:]])
+    gpt2['captioner.gpt2_model.lm_head.weight'] = gpt2[wte]
+    encoder = {'vpe': torch.randn(frames, d), **attention_draws('self_attn.', d), **linear_draws('linear1.', enc_ff, d),
+               **linear_draws('linear2.', d, enc_ff), **layer_norms('', ('norm1', 'norm2'), d)}
+    layers = {f'encoder.layers.{i}.{k}': t for i in range(enc_layers) for k, t in encoder.items() if k != 'vpe'}
+    video_encoder = {'vpe': encoder['vpe'], **layers, **layer_norms('proj.', ('0',), d),
+                     **linear_draws('proj.1.', d, d, bias=False)}
+    layer = 'mask_decoder.layers.0.'
+    localizer = {'tpe': torch.randn(queries, d), 'pe': torch.randn(frames, d),
+                 **attention_draws(layer + 'self_attn.', d),
+                 **attention_draws(layer + 'multihead_attn.', d), **linear_draws(layer + 'linear1.', mask_ff, d),
+                 **linear_draws(layer + 'linear2.', d, mask_ff), **layer_norms(layer, ('norm1', 'norm2', 'norm3'), d),
+                 **layer_norms('', ('norm',), d), **linear_draws('center_fc.', 1, d, bias=False),
+                 **linear_draws('width_fc.', 1, d, bias=False)}
+    return {**gpt2, **{'captioner.video_encoder.' + k: t for k, t in video_encoder.items()},
+            **{'localizer.' + k: t for k, t in localizer.items()}}
+
+
+class SixtySevenTokens:
+    """The tiny GPT-2's 64 tokens + <PAD>, <FULL>, <MASK> (the build reads only the vocabulary size)."""
+
+    def __len__(self):
+        return 67
+
+
+@pytest.mark.parametrize('seed', [42, 7])
+def test_seeded_build_draws_the_authors_initialisation(seed):
+    config = {**TINY, 'decoder': 'gpt2', 'gpt2_init': 'pretrained', 'gpt2': str(TINY_GPT2), 'enc_layers': 2,
+              'enc_heads': 4, 'enc_ff': 48, 'mask_ff': 40, 'dropout': 0.1}
+    torch.manual_seed(seed)
+    model = build_model(config, SixtySevenTokens(), feature_dim=32)
+    after_build = torch.get_rng_state()
+    expected = authors_initial_state(seed)
+    assert torch.equal(after_build, torch.get_rng_state())  # the same number of draws
+    state = model.state_dict()
+    assert state.keys() == expected.keys()
+    for key, tensor in expected.items():
+        assert torch.equal(state[key], tensor), key
 
 
 def test_input_projection_only_for_other_feature_widths():

@@ -1,6 +1,9 @@
-"""ILCACM training: the stage-2 optimiser-step semantics (spec ilcacm §4.3), global-batch loss normalisation
-(gradient accumulation, torchrun), and an end-to-end tiny synthetic run (stage 1 -> counts -> stage 2 -> eval)."""
+"""ILCACM training: the stage-2 optimiser-step semantics (spec ilcacm §4.3), the loss groups of the global batch
+(the authors' per-process token means, spec §4.4) under gradient accumulation and torchrun, the padded last batch,
+and an end-to-end tiny synthetic run (stage 1 -> counts -> stage 2 -> eval)."""
 import copy
+import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -24,7 +27,8 @@ TINY_CLI = ['--decoder', 'word', '--word-min-count', '1', '--gpt2-layers', '1', 
 
 
 def args(**kw):
-    return SimpleNamespace(**{'no_diversity': False, 'single_step': False, 'loss': 'pos+neg', 'clip': 1.0, **kw})
+    return SimpleNamespace(**{'no_diversity': False, 'single_step': False, 'loss': 'pos+neg', 'clip': 1.0,
+                              'loss_groups': 1, **kw})
 
 
 def optimiser(model):
@@ -75,28 +79,99 @@ def test_two_clipped_steps_match_deepspeed_semantics():
     assert not torch.allclose(params(single), params(two_steps), atol=1e-3)
 
 
-def split_batch(batch, first):
-    """Two micro-batches (videos [:first] and [first:]) of a collated batch."""
-    n_first = sum(batch.num_sents[:first])
-    parts = []
-    for videos, seqs in ((slice(0, first), slice(0, n_first)), (slice(first, None), slice(n_first, None))):
-        parts.append(ILCACMBatch(batch.vids[videos], batch.durations[videos], batch.video[videos],
-                                 batch.video_mask[videos], batch.num_sents[videos], batch.sentences[videos],
-                                 batch.positive_tokens[seqs], batch.negative_tokens[seqs],
-                                 batch.dense_tokens[videos], batch.timestamps[seqs]))
-    return parts
+def sub_batch(batch, videos):
+    """The collated batch of the videos `videos` (a range) of `batch` (their sequences, same padding)."""
+    starts = [0] + list(itertools.accumulate(batch.num_sents))
+    v, seqs = slice(videos.start, videos.stop), slice(starts[videos.start], starts[videos.stop])
+    return ILCACMBatch(batch.vids[v], batch.durations[v], batch.video[v], batch.video_mask[v], batch.num_sents[v],
+                       batch.sentences[v], batch.positive_tokens[seqs], batch.negative_tokens[seqs],
+                       batch.dense_tokens[v], batch.timestamps[seqs])
 
 
+def micro_batches(batch, size):
+    return [sub_batch(batch, range(i, min(i + size, len(batch.vids)))) for i in range(0, len(batch.vids), size)]
+
+
+def varied_batch(tok, counts):
+    """A tiny batch whose videos all differ (the tiny features repeat by id length)."""
+    batch = tiny_batch(tok, counts=counts)
+    noise = torch.randn(batch.video.shape, generator=torch.Generator().manual_seed(4))
+    return dataclasses.replace(batch, video=batch.video + noise)
+
+
+@pytest.mark.parametrize('loss_groups', [1, 2, 4])
 @pytest.mark.parametrize('stage', ['caption', 'localize'])
-def test_accumulated_micro_batches_equal_the_global_batch(stage):
+def test_accumulated_micro_batches_equal_the_global_batch(stage, loss_groups):
+    """Four micro-batches of one video each: with 2 loss groups each group spans two micro-batches."""
     model, tok = tiny_model()
-    batch = tiny_batch(tok, counts=(3, 1))
+    batch = varied_batch(tok, counts=(3, 1, 2, 3))
     accumulated = copy.deepcopy(model)
     opt, acc_opt = optimiser(model), optimiser(accumulated)
-    train_step(model, model, [batch], opt, scheduler(opt), stage, args(), torch.device('cpu'))
-    train_step(accumulated, accumulated, split_batch(batch, 1), acc_opt, scheduler(acc_opt), stage, args(),
-               torch.device('cpu'))
+    whole = train_step(model, model, [batch], opt, scheduler(opt), stage, args(loss_groups=loss_groups),
+                       torch.device('cpu'))
+    parts = train_step(accumulated, accumulated, micro_batches(batch, 1), acc_opt, scheduler(acc_opt), stage,
+                       args(loss_groups=loss_groups), torch.device('cpu'))
+    assert whole.keys() == parts.keys() and all(whole[k] == pytest.approx(parts[k], rel=1e-5) for k in whole)
     assert torch.allclose(params(model), params(accumulated), atol=1e-6)
+
+
+@pytest.mark.parametrize('mode', ['full', 'pos', 'neg'])
+def test_eight_loss_groups_are_the_mean_of_eight_token_means(mode):
+    """The authors' objective (spec §4.4): 8 processes each take HF's token mean over their own videos (here 2
+    consecutive videos each, run as a batch of their own), DeepSpeed averages them; L_div is a mean over all 16
+    videos. The step's loss and update equal that, and differ from the one global token mean."""
+    model, tok = tiny_model()
+    counts = (3, 1, 2, 3, 1, 1, 3, 2, 2, 3, 1, 2, 3, 3, 1, 2)
+    batch = varied_batch(tok, counts)
+    reference = copy.deepcopy(model)
+    ref_opt = optimiser(reference)
+    ref_opt.zero_grad()
+    per_group = [reference(sub_batch(batch, range(2 * g, 2 * g + 2)), mode) for g in range(8)]
+    ce = sum(out['ce'] / out['tokens'] for out in per_group) / 8
+    div = sum(out['div'] for out in per_group) / 16 if mode != 'full' else 0.0
+    (ce + div).backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+    ref_opt.step()
+    with torch.no_grad():
+        whole = model(batch, mode)
+    assert abs(ce.item() - float(whole['ce'] / whole['tokens'])) > 2e-4  # the groups matter (tolerance below: 4e-5)
+
+    stage, loss = ('caption', 'pos+neg') if mode == 'full' else ('localize', mode)
+    opt = optimiser(model)
+    metrics = train_step(model, model, [batch], opt, scheduler(opt), stage, args(loss_groups=8, loss=loss),
+                         torch.device('cpu'))
+    assert metrics[f'loss_{mode}'] == pytest.approx(ce.item(), rel=1e-5)
+    assert torch.allclose(params(model), params(reference), atol=1e-6)
+
+
+def test_the_last_global_batch_is_filled_with_the_epochs_first_videos():
+    """24 videos in global batches of 16 (2 micro-batches of 8): the second update holds the epoch's last 8 videos
+    and its first 8 again, as accelerate's even batches do (spec §4.4), so every update has 16 videos."""
+    from torch.utils.data import TensorDataset
+    from train_script.train_ilcacm import training_loader
+    from utils.distributed import make_loader, set_epoch
+    data = TensorDataset(torch.arange(24))
+    loader = training_loader(data, None, SimpleNamespace(batch_size=16, grad_accum=2, seed=5, num_workers=0))
+    unpadded = make_loader(data, 8, shuffle=True, drop_last=False, collate_fn=None, seed=5)
+    for epoch in (0, 1):
+        set_epoch(loader, epoch)
+        set_epoch(unpadded, epoch)
+        order = [int(i) for (batch,) in unpadded for i in batch]
+        batches = [batch.tolist() for (batch,) in loader]
+        assert [len(b) for b in batches] == [8, 8, 8, 8]
+        assert sum(batches, []) == order + order[:8] and sorted(order) == list(range(24))
+
+
+def test_loss_groups_must_split_the_batch_evenly():
+    from models.ilcacm.losses import LossGroupError
+    from train_script.train_ilcacm import main
+    with pytest.raises(LossGroupError, match=r'--loss-groups 8 does not split the global batch of 12 videos'):
+        main(['--data-root', 'nowhere', '--decoder', 'word', '--batch-size', '12'])
+    model, tok = tiny_model()
+    opt = optimiser(model)
+    with pytest.raises(LossGroupError, match='--loss-groups 3'):
+        train_step(model, model, [tiny_batch(tok)], opt, scheduler(opt), 'caption', args(loss_groups=3),
+                   torch.device('cpu'))
 
 
 def train(data, run_name, runs, extra=(), nproc=1):
@@ -111,13 +186,18 @@ def train(data, run_name, runs, extra=(), nproc=1):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_equal_one_process(tiny_data, tmp_path):
-    common = ['--dropout', '0', '--skip-eval', '--count-mode', 'oracle', '--device', 'cpu']  # gloo, on any machine
+@pytest.mark.parametrize('extra,steps', [((), 6), (('--batch-size', '16', '--loss-groups', '4'), 4)],
+                         ids=['8-groups-of-1', 'padded-4-groups-of-4'])
+def test_torchrun_two_processes_equal_one_process(tiny_data, tmp_path, extra, steps):
+    """2 processes x 2 micro-batches = 1 process, with the default 8 loss groups of one video, and with global batches
+    of 16 of the 24 videos: the second is padded with the epoch's first 8 (spec §4.4), and each of its 4 loss groups
+    (4 consecutive videos) holds 2 videos of each process."""
+    common = ['--dropout', '0', '--skip-eval', '--count-mode', 'oracle', '--device', 'cpu', *extra]  # gloo
     train(tiny_data, 'one', tmp_path, common)
     train(tiny_data, 'two', tmp_path, common + ['--grad-accum', '2'], nproc=2)
     one = load_checkpoint(tmp_path / 'one' / 'checkpoints' / 'last.pt')
     two = load_checkpoint(tmp_path / 'two' / 'checkpoints' / 'last.pt')
-    assert one['step'] == two['step'] == 6
+    assert one['step'] == two['step'] == steps  # ceil(24 / batch) updates per epoch, 2 epochs
     # Adam turns float-summation-order noise in near-zero gradients (the small localizer grads) into updates of
     # up to ~1e-5 per step; a wrong loss normalisation or data split would move every parameter by ~lr = 1e-3.
     diffs = torch.cat([(t - two['model']['ilcacm'][k]).abs().flatten() for k, t in one['model']['ilcacm'].items()])

@@ -17,6 +17,7 @@ from models.ilcacm.config import resolve_model_args, training_parser
 from models.ilcacm.evaluation import data_files, evaluate_model, load_split
 from models.ilcacm.factory import build_model, build_tokenizer, model_arch
 from models.ilcacm.inference import generate_paragraphs
+from models.ilcacm.losses import check_loss_groups
 from models.ilcacm.steps import KIND, STAGE1_FILE, Stage1Error, cosine_schedule, grouped, stage1_checkpoint, \
     train_step
 from models.ilcacm.text_decoder import tokenizer_from_state
@@ -31,10 +32,19 @@ from utils.run import Run, resolve_device
 from utils.text import ilcacm_normalize
 
 
+def training_loader(dataset, collate_fn, args):
+    """Micro-batches of --batch-size / --grad-accum videos (shared by the processes); the epoch's order is padded
+    with its first videos to whole global batches, so the last one is full (accelerate's even batches, spec §4.4)
+    and splits into --loss-groups groups like the others."""
+    return make_loader(dataset, args.batch_size // args.grad_accum, shuffle=True, drop_last=False,
+                       collate_fn=collate_fn, seed=args.seed, num_workers=args.num_workers, pad_to=args.batch_size)
+
+
 def main(argv=None):
     args = resolve_model_args(cli.parse(training_parser(__doc__), argv))
     if args.batch_size % args.grad_accum:
         raise Stage1Error(f'--batch-size {args.batch_size} must be divisible by --grad-accum {args.grad_accum}')
+    check_loss_groups(args.batch_size, args.loss_groups)
     rank, _ = init_distributed(args.device)
     seed_everything(args.seed + rank)
     device = resolve_device(args.device)
@@ -51,8 +61,7 @@ def main(argv=None):
         model = build_model(vars(args), tokenizer, features.dim).to(device)
         dataset = ILCACMDataset(train_ann, features, tokenizer, train_vids, args.max_frames, args.max_captions,
                                 args.max_tokens)
-        loader = make_loader(dataset, args.batch_size // args.grad_accum, shuffle=True, drop_last=False,
-                             collate_fn=make_collate(tokenizer), seed=args.seed, num_workers=args.num_workers)
+        loader = training_loader(dataset, make_collate(tokenizer), args)
         updates = math.ceil(len(loader) / args.grad_accum)
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=tuple(args.betas), eps=1e-8,
                                       weight_decay=args.weight_decay)

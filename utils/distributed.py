@@ -4,8 +4,9 @@ Launch: `torchrun --nproc_per_node N train_script/X.py ...` (gloo on CPU, nccl o
 `--batch-size` is always the *global* batch: `make_loader` gives each of the N processes
 `batch_size // N` samples of the same global, seeded order, so N processes with gradient averaging
 (DDP) follow the same trajectory as one process with the same batch (up to float summation order),
-provided the dataset size is a multiple of the global batch or `drop_last=True`.
+provided the dataset size is a multiple of the global batch, `drop_last=True` or `pad_to` is the global batch.
 """
+import math
 import os
 
 import numpy as np
@@ -90,8 +91,19 @@ def _loader_seed(seed: int, rank: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1, np.uint64)[0])
 
 
+class PaddedSampler(DistributedSampler):
+    """DistributedSampler whose epoch order is padded to a multiple of `pad_to` samples by repeating the epoch's
+    first samples (accelerate's `even_batches`, spec ilcacm §4.4): every global batch of `pad_to` is full, and its
+    samples do not depend on the number of processes."""
+
+    def __init__(self, dataset, pad_to: int, **kwargs):
+        super().__init__(dataset, drop_last=False, **kwargs)
+        self.total_size = math.ceil(len(dataset) / pad_to) * pad_to
+        self.num_samples = self.total_size // self.num_replicas
+
+
 def make_loader(dataset, batch_size: int, *, shuffle: bool, drop_last: bool, collate_fn, seed: int,
-                num_workers: int = 0, epoch_sampler: bool = True) -> DataLoader:
+                num_workers: int = 0, epoch_sampler: bool = True, pad_to: int | None = None) -> DataLoader:
     """A DataLoader whose order depends only on (seed, epoch): call `set_epoch(loader, epoch)` before
     each epoch (it also reseeds the workers and forwards to `dataset.set_epoch` when present).
 
@@ -100,13 +112,17 @@ def make_loader(dataset, batch_size: int, *, shuffle: bool, drop_last: bool, col
     last samples are repeated to make the shards equal, as DistributedSampler does);
     `epoch_sampler=False` gives every process the whole dataset (e.g. evaluation on the main process).
     A single process uses the same sampler with one replica, so its order is the global order.
+    `pad_to` (a multiple of `batch_size` and of the number of processes; with `drop_last=False`) pads the epoch's
+    order with its first samples to a multiple of `pad_to` (`PaddedSampler`): then update u's global batch is
+    positions [u * pad_to, (u + 1) * pad_to) of that order, rank r holding positions r, r + N, ... of it.
     """
     world, rank = (get_world_size(), get_rank()) if epoch_sampler else (1, 0)
     if batch_size % world:
         raise BatchSizeError(f"--batch-size {batch_size} is the global batch and must be divisible by "
                              f"the number of processes ({world})")
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed,
-                                 drop_last=drop_last)
+    common = dict(num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+    sampler = (DistributedSampler(dataset, drop_last=drop_last, **common) if pad_to is None
+               else PaddedSampler(dataset, pad_to, **common))
     generator = torch.Generator()
     generator.manual_seed(_loader_seed(seed, get_rank(), 0))
     return DataLoader(dataset, batch_size=batch_size // world, sampler=sampler, drop_last=drop_last,

@@ -28,8 +28,9 @@ class Captioner(nn.Module):
         self.tokenizer = tokenizer
 
     def caption_loss(self, frames, frame_mask, prompts, targets):
-        """Summed token cross-entropy and number of target tokens of `prompts` (N, P) + `targets` (N, L) read after
-        the frames (N, T, D) (spec §3.2 steps 2-7).
+        """Summed token cross-entropy and number of target tokens of each sequence, two (N,) tensors, of `prompts`
+        (N, P) + `targets` (N, L) read after the frames (N, T, D) (spec §3.2 steps 2-7); the loss groups weight
+        them (losses.py).
 
         The LM head runs on the supervised positions only: HF computes logits at every position and ignores the
         -100 labels, which is the same sum, but the frame, padding and last positions are most of a padded batch
@@ -44,8 +45,10 @@ class Captioner(nn.Module):
         labels = caption_labels(ids, pad)
         supervised = labels != IGNORE
         logits = self.gpt2_model.lm_head(hidden[supervised])
-        ce = F.cross_entropy(logits.float(), labels[supervised], reduction='sum')
-        return ce, supervised.sum()
+        per_token = F.cross_entropy(logits.float(), labels[supervised], reduction='none')
+        sequence = supervised.nonzero()[:, 0]  # row of each supervised token, in the order of hidden[supervised]
+        ce = per_token.new_zeros(ids.shape[0]).index_add(0, sequence, per_token)
+        return ce, supervised.sum(1)
 
     @torch.no_grad()
     def generate(self, frames, frame_mask, prompt, *, max_new_tokens, min_new_tokens, num_beams=4,

@@ -76,6 +76,10 @@ def add_training_args(parser):
         g.add_argument(alias, dest='epochs', type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     g.add_argument('--cap-epochs', type=int, default=10, help='stage-1 (full-mode) epochs')
     g.add_argument('--grad-accum', type=int, default=1, help='micro-batches per update (--batch-size stays global)')
+    g.add_argument('--loss-groups', type=int, default=8,
+                   help='caption losses: the mean of the token means of this many groups of consecutive videos of '
+                        'the global batch (the original: 8 processes x 8 videos, each its own token mean); 1: one '
+                        'token mean over the whole batch')
     g.add_argument('--lr', type=float, default=1e-4)
     g.add_argument('--betas', type=float, nargs=2, default=(0.9, 0.99))
     g.add_argument('--weight-decay', type=float, default=0.01, help='applied to every parameter (spec §8.1.11)')

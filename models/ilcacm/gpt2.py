@@ -241,7 +241,12 @@ class GPT2(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied (spec §7.2)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """`lm_head.weight` is `wte.weight` (spec §7.2), as HF's `tie_weights`: no new module, no random draws."""
+        self.lm_head.weight = self.transformer.wte.weight
+        self.lm_head.out_features = self.transformer.wte.num_embeddings
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -266,18 +271,31 @@ class GPT2(nn.Module):
         return model
 
     @classmethod
+    def without_init(cls, config: GPT2Config) -> "GPT2":
+        """A GPT-2 whose weights are uninitialised CPU memory, built without drawing a random number: HF's
+        `from_pretrained` builds under `no_init_weights` (spec §3.7), so seeding then loading leaves the generator
+        where the authors' code leaves it. Built on the meta device, then given storage; every weight must then be
+        loaded (`load_hf_state_dict` is strict)."""
+        with torch.device("meta"):
+            model = cls(config)
+        model.to_empty(device="cpu")
+        model.tie_weights()
+        return model
+
+    @classmethod
     def from_pretrained(cls, local_dir: str | Path, vocab_size: int | None = None) -> "GPT2":
         """Load a Hugging Face GPT-2 folder (`config.json` + `model.safetensors` or `pytorch_model.bin`).
 
         Accepts keys with or without the `transformer.` prefix, ignores the causal-mask buffers of old `.bin`
         files and any stored `lm_head.weight` (it is tied to `wte`). With `vocab_size`, the vocabulary is then
-        resized as transformers 4.44 `resize_token_embeddings` does (spec §3.7; ILCACM uses 50,260).
+        resized as transformers 4.44 `resize_token_embeddings` does (spec §3.7; ILCACM uses 50,260). Loading draws
+        no random numbers (`without_init`); the resize draws exactly HF's.
         """
         local_dir = Path(local_dir)
         config_path = local_dir / "config.json"
         if not config_path.is_file():
             raise CheckpointFormatError(f"{local_dir}: no config.json (expected a Hugging Face GPT-2 folder)")
-        model = cls(GPT2Config.from_json(config_path))
+        model = cls.without_init(GPT2Config.from_json(config_path))
         state, weights_path = load_hf_weights(local_dir)
         model.load_hf_state_dict(state, source=str(weights_path))
         if vocab_size is not None and vocab_size != model.config.vocab_size:
@@ -308,9 +326,11 @@ class GPT2(nn.Module):
                 own[name].copy_(tensor)
 
     def resize_token_embeddings(self, new_num_tokens: int) -> None:
-        """Grow/shrink the (tied) vocabulary like transformers 4.44: a fresh `nn.Embedding` re-initialised with
-        N(0, initializer_range), old rows copied over (no mean-resizing: that arrived in 4.46, spec §3.7, §11).
-        The random draws follow HF's order, so under the same seed the new rows equal HF's bit for bit."""
+        """Grow/shrink the (tied) vocabulary like transformers 4.44 (spec §3.7, §11), with its random draws:
+        `nn.Embedding(new_num_tokens, n_embd)` draws N(0, 1) for every entry, `_init_weights` redraws every entry
+        from N(0, initializer_range), the old rows are copied over, and `lm_head` is re-tied (no draws). So under
+        one seed the new rows are HF's bit for bit (rows [old:] of the second draw), and the generator ends where
+        HF leaves it. No mean-resizing: that arrived in 4.46."""
         old = self.transformer.wte
         new = nn.Embedding(new_num_tokens, old.embedding_dim, device=old.weight.device, dtype=old.weight.dtype)
         new.weight.data.normal_(mean=0.0, std=self.config.initializer_range)
@@ -318,10 +338,8 @@ class GPT2(nn.Module):
         new.weight.data[:n] = old.weight.data[:n]
         new.weight.requires_grad_(old.weight.requires_grad)
         self.transformer.wte = new
-        self.lm_head = nn.Linear(old.embedding_dim, new_num_tokens, bias=False,
-                                 device=old.weight.device, dtype=old.weight.dtype)
-        self.lm_head.weight = new.weight
         self.config.vocab_size = new_num_tokens
+        self.tie_weights()
 
     def save_pretrained(self, out_dir: str | Path, dtype: torch.dtype | None = None,
                         safe_serialization: bool = True) -> None:

@@ -1,9 +1,16 @@
-"""ILCACM training losses (spec ilcacm §4.2-4.3).
+"""ILCACM training losses (spec ilcacm §4.2-4.4).
 
-The caption losses are token-averaged cross-entropies and L_div is a mean over videos. So that one process and
-N torchrun processes (and any gradient accumulation) optimise exactly the same quantity, each micro-batch returns
-*sums* (`ce`, `div`) with their counts (`tokens`, `videos`); `normalise` divides by the counts of the whole global
-batch, i.e. the loss of the global batch of 64 videos taken at once (spec §10.2).
+The authors train on 8 processes x 8 videos (spec §4.4): each process takes the token mean of the cross-entropy of
+its own 8 videos' sequences (HF's loss, spec §3.2.6) and DeepSpeed averages the gradients, so a global batch's
+caption loss is the mean of 8 token means over groups of 8 videos. `--loss-groups G` keeps that objective whatever
+runs it: the global batch's videos, in their global order, form G groups of batch_size / G consecutive videos
+(a video's stage-2 sequences stay in its group), and the loss is the mean over groups of each group's token mean,
+in stage 1 and for the positive and the negative losses; `--loss-groups 1` is the token mean of the whole global
+batch. L_div is a mean over the global batch's videos either way (the mean of per-process means of equal size).
+
+So that one process and N torchrun processes (and any gradient accumulation) optimise exactly the same quantity,
+each micro-batch returns per-sequence *sums* (`ce_seq`) and the sum of L_div over its videos (`div`); `normalise`
+weights each sequence by 1 / (G * tokens of its group), with the counts of the whole global batch.
 """
 import torch
 
@@ -30,13 +37,36 @@ def diversity_loss(masks, counts, gamma=0.8):
     return per_video.mean()
 
 
-def normalise(sums, totals, use_diversity=True):
-    """Loss of one micro-batch's share of the global batch: ce / total_tokens (+ div / total_videos).
+class LossGroupError(ValueError):
+    """--loss-groups does not split the global batch into equal groups of videos."""
 
-    `totals` holds the global counts `tokens` and `videos` (summed over micro-batches and processes);
-    multiplying by the world size undoes DDP's gradient averaging so the result is the global-batch loss.
+
+def check_loss_groups(batch_videos, loss_groups):
+    if loss_groups < 1 or batch_videos % loss_groups:
+        raise LossGroupError(f'--loss-groups {loss_groups} does not split the global batch of {batch_videos} '
+                             'videos into equal groups (--batch-size must be a multiple of --loss-groups)')
+
+
+def loss_groups_of(positions, batch_videos, loss_groups):
+    """Loss group of the videos at `positions` (a tensor) of a global batch of `batch_videos` videos: consecutive
+    groups of batch_videos / loss_groups."""
+    check_loss_groups(batch_videos, loss_groups)
+    return positions // (batch_videos // loss_groups)
+
+
+def sequence_weights(sequence_groups, group_tokens):
+    """Weight of each sequence's summed CE in the loss: 1 / (number of groups * tokens of its group)."""
+    return 1.0 / (len(group_tokens) * group_tokens[sequence_groups])
+
+
+def normalise(sums, weights, totals, use_diversity=True):
+    """Loss of one micro-batch's share of the global batch: sum_s weights_s * ce_s (+ div / total_videos).
+
+    `weights` come from `sequence_weights` over the global batch's group token counts, `totals` holds the global
+    number of `videos` and the `world` size: multiplying by it undoes DDP's gradient averaging, so the result is
+    the global-batch loss.
     """
-    loss = sums['ce'] / totals['tokens']
+    loss = (sums['ce_seq'] * weights).sum()
     if use_diversity and 'div' in sums:
         loss = loss + sums['div'] / totals['videos']
     return loss * totals['world']

@@ -1,8 +1,9 @@
 """ILCACM: dual-mode captioner + mask generator, routing the full / positive / negative modes (spec ilcacm §3.3)
 and the inference steps (spec §5).
 
-`forward(batch, mode)` returns loss sums (see losses.py) so DDP sees one call per backward. The mask mode picks where
-the events come from: 'learned' (the MaskGenerator), 'uniform' (fixed tiling) or 'random' (random segments).
+`forward(batch, mode)` returns loss sums (`loss_sums`, weighted in losses.py) so DDP sees one call per backward.
+The mask mode picks where the events come from: 'learned' (the MaskGenerator), 'uniform' (fixed tiling) or 'random'
+(random segments).
 """
 import torch
 from torch import nn
@@ -56,10 +57,8 @@ class ILCACM(nn.Module):
         use the model's events (mask mode) unless `events` (EventMasks) are given."""
         frames, frame_mask = self.frames(batch.video), batch.video_mask
         if mode == 'full':
-            ce, tokens = self.captioner.caption_loss(frames, frame_mask, self.prompts('full', batch.num_sents,
-                                                                                     frames.device),
-                                                     batch.dense_tokens)
-            return {'ce': ce, 'tokens': tokens}
+            prompts = self.prompts('full', batch.num_sents, frames.device)
+            return loss_sums(*self.captioner.caption_loss(frames, frame_mask, prompts, batch.dense_tokens))
         if events is None:
             events, div = self.events(frames, batch.num_sents, frame_mask)
         else:
@@ -77,8 +76,8 @@ class ILCACM(nn.Module):
             targets = batch.negative_tokens
         else:
             raise ValueError(f"mode must be 'full', 'pos' or 'neg', got {mode!r}")
-        ce, tokens = self.captioner.caption_loss(inputs, per_event_mask, prompts, targets)
-        return {'ce': ce, 'tokens': tokens, 'div': div * len(batch.num_sents)}
+        return {**loss_sums(*self.captioner.caption_loss(inputs, per_event_mask, prompts, targets)),
+                'div': div * len(batch.num_sents)}
 
     # --- inference, spec §5 ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -108,6 +107,11 @@ class ILCACM(nn.Module):
         if segment_blind:
             captions = [c for c, n in zip(captions, counts) for _ in range(n)]
         return events, captions
+
+
+def loss_sums(ce_seq, tokens_seq):
+    """`ce_seq`: the summed CE of each sequence; `ce`, `tokens`: the batch's summed CE and target tokens."""
+    return {'ce_seq': ce_seq, 'ce': ce_seq.sum(), 'tokens': tokens_seq.sum()}
 
 
 def split_paragraph(text, max_captions=12):

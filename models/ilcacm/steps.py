@@ -4,6 +4,11 @@ schedule with warm-up, and the check of a shared stage-1 checkpoint (`--stage1-f
 
 Stage 2: zero_grad -> backward(L_pos + L_div) -> clip -> step -> zero_grad -> backward(L_neg + L_div) -> clip ->
 step, one scheduler tick per batch. `--single-step` takes one step on the accumulated gradient of both instead.
+
+Loss groups (losses.py): a global batch is positions [u B, (u + 1) B) of the epoch's order padded to a multiple of B
+(utils/distributed.py `PaddedSampler`), dealt round robin: video i of this process's share of the update (its
+micro-batches in order) is at position i * world + rank, and group g holds positions [g B / G, (g + 1) B / G). The
+groups, and so the loss, are the same for any number of processes and micro-batches.
 """
 import contextlib
 import math
@@ -13,9 +18,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from models.ilcacm.config import STAGE2_ONLY
-from models.ilcacm.losses import LOSS_SETS, normalise
+from models.ilcacm.losses import LOSS_SETS, loss_groups_of, normalise, sequence_weights
 from utils.checkpoint import load_checkpoint
-from utils.distributed import all_reduce_sum, get_world_size
+from utils.distributed import all_reduce_sum, get_rank, get_world_size
 from utils.run import autocast, upgrade_checkpoint
 
 KIND = 'ilcacm'
@@ -77,32 +82,66 @@ def grouped(iterable, size):
         yield group
 
 
-def supervised_tokens(model, batch, mode):
-    """Number of target tokens of a micro-batch in `mode` (prompt tokens after the mode token + non-pad targets)."""
+def sequence_tokens(model, batch, mode):
+    """Target tokens of each sequence of a micro-batch in `mode`, (N,) on the CPU: the prompt tokens after the mode
+    token + the non-pad targets."""
     targets = {'full': batch.dense_tokens, 'pos': batch.positive_tokens, 'neg': batch.negative_tokens}[mode]
     prompt_len = len(model.tokenizer.prompt('full', 1))
-    return targets.shape[0] * (prompt_len - 1) + int((targets != model.tokenizer.pad_id).sum())
+    return (prompt_len - 1) + (targets != model.tokenizer.pad_id).sum(1).cpu()
 
 
-def accumulate_gradients(ddp, model, group, mode, device, use_diversity):
-    """backward() of the global-batch loss of `mode` over the micro-batches of `group` (losses.py); returns the
-    global mean CE and L_div as floats."""
-    totals = {'tokens': all_reduce_sum(torch.tensor(float(sum(supervised_tokens(model, b, mode) for b in group)))),
-              'videos': all_reduce_sum(torch.tensor(float(sum(len(b.vids) for b in group)))),
-              'world': get_world_size()}
-    ce_sum, div_sum = torch.zeros(()), torch.zeros(())
-    for i, batch in enumerate(group):
+def supervised_tokens(model, batch, mode):
+    """Number of target tokens of a micro-batch in `mode`."""
+    return int(sequence_tokens(model, batch, mode).sum())
+
+
+def reduce_sum(t, device):
+    """Sum over the processes of a CPU tensor, reduced on the training device (NCCL reduces CUDA tensors only)."""
+    return all_reduce_sum(t.to(device)).cpu()
+
+
+def sequence_groups(group, mode, loss_groups, device):
+    """(loss group of each sequence of each micro-batch of `group`, videos of the global batch). `group` is this
+    process's share of one global batch; the module docstring says which videos form a loss group; a stage-2
+    video's sequences follow it."""
+    world, rank = get_world_size(), get_rank()
+    batch_videos = int(reduce_sum(torch.tensor(sum(len(b.vids) for b in group)), device))
+    out, start = [], 0
+    for batch in group:
+        positions = torch.arange(start, start + len(batch.vids)) * world + rank
+        start += len(batch.vids)
+        videos = loss_groups_of(positions, batch_videos, loss_groups)
+        out.append(videos if mode == 'full' else videos.repeat_interleave(torch.tensor(batch.num_sents)))
+    return out, batch_videos
+
+
+def group_tokens(model, group, groups, mode, loss_groups, device):
+    """Target tokens of each loss group in the whole global batch."""
+    counts = torch.zeros(loss_groups)
+    for batch, groups_of_batch in zip(group, groups):
+        counts.index_add_(0, groups_of_batch, sequence_tokens(model, batch, mode).float())
+    return reduce_sum(counts, device)
+
+
+def accumulate_gradients(ddp, model, group, mode, device, use_diversity, loss_groups):
+    """backward() of the global-batch loss of `mode` over the micro-batches of `group` (losses.py); returns that
+    loss's CE part (the mean of the groups' token means) and L_div as floats."""
+    groups, videos = sequence_groups(group, mode, loss_groups, device)
+    tokens = group_tokens(model, group, groups, mode, loss_groups, device)
+    totals = {'videos': videos, 'world': get_world_size()}
+    group_ce, div_sum = torch.zeros(loss_groups), torch.zeros(())
+    for i, (batch, groups_of_batch) in enumerate(zip(group, groups)):
         last = i == len(group) - 1
         sync = contextlib.nullcontext() if last or not isinstance(ddp, DistributedDataParallel) else ddp.no_sync()
+        weights = sequence_weights(groups_of_batch, tokens).to(device)
         with sync:
             with autocast(device):
                 sums = ddp(batch.to(device), mode)
-                loss = normalise(sums, {k: v.to(device) if torch.is_tensor(v) else v for k, v in totals.items()},
-                                 use_diversity)
+                loss = normalise(sums, weights, totals, use_diversity)
             loss.backward()
-        ce_sum += sums['ce'].detach().float().cpu()
+        group_ce.index_add_(0, groups_of_batch, sums['ce_seq'].detach().float().cpu())
         div_sum += sums.get('div', torch.zeros(())).detach().float().cpu()
-    ce, div = all_reduce_sum(ce_sum) / totals['tokens'], all_reduce_sum(div_sum) / totals['videos']
+    ce, div = (reduce_sum(group_ce, device) / tokens).mean(), reduce_sum(div_sum, device) / videos
     return {f'loss_{mode}': float(ce), **({'div': float(div)} if mode != 'full' else {})}
 
 
@@ -114,21 +153,21 @@ def optimiser_step(model, optimizer, clip):
 
 def train_step(ddp, model, group, optimizer, scheduler, stage, args, device):
     """One update of the global batch `group`: stage 1 'caption' or stage 2 'localize' (spec §4.2-4.3)."""
-    use_div = not args.no_diversity
+    use_div, groups = not args.no_diversity, args.loss_groups
     metrics = {'lr': scheduler.get_last_lr()[0]}
     if stage == 'caption':
         optimizer.zero_grad(set_to_none=True)
-        metrics.update(accumulate_gradients(ddp, model, group, 'full', device, use_div))
+        metrics.update(accumulate_gradients(ddp, model, group, 'full', device, use_div, groups))
         metrics['grad_norm'] = optimiser_step(model, optimizer, args.clip)
     elif args.single_step:
         optimizer.zero_grad(set_to_none=True)
         for mode in LOSS_SETS[args.loss]:
-            metrics.update(accumulate_gradients(ddp, model, group, mode, device, use_div))
+            metrics.update(accumulate_gradients(ddp, model, group, mode, device, use_div, groups))
         metrics['grad_norm'] = optimiser_step(model, optimizer, args.clip)
     else:
         for mode in LOSS_SETS[args.loss]:  # DeepSpeed: one independent clipped step per backward
             optimizer.zero_grad(set_to_none=True)
-            metrics.update(accumulate_gradients(ddp, model, group, mode, device, use_div))
+            metrics.update(accumulate_gradients(ddp, model, group, mode, device, use_div, groups))
             metrics[f'grad_norm_{mode}'] = optimiser_step(model, optimizer, args.clip)
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
