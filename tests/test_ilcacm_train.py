@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.test_ilcacm_model import tiny_batch, tiny_model
-from models.ilcacm.steps import train_step
+from models.ilcacm.steps import train_step, uses_diversity
 from utils.checkpoint import load_checkpoint
 from utils.ilcacm_data import ILCACMBatch
 
@@ -47,6 +47,21 @@ def global_loss(model, batch, mode):
 
 def params(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_diversity_warmup_holds_the_diversity_loss_for_the_first_stage2_epochs():
+    assert [uses_diversity(args(cap_epochs=2, diversity_warmup=0), e) for e in range(5)] == [False, False, True,
+                                                                                           True, True]
+    assert [uses_diversity(args(cap_epochs=2, diversity_warmup=2), e) for e in range(5)] == [False] * 4 + [True]
+    assert not uses_diversity(args(cap_epochs=0, no_diversity=True), 3)
+    model, tok = tiny_model()
+    batch = tiny_batch(tok)
+    held, dropped = copy.deepcopy(model), copy.deepcopy(model)
+    for net, step_args, use in ((held, args(), False), (dropped, args(no_diversity=True), None)):
+        opt = optimiser(net)
+        metrics = train_step(net, net, [batch], opt, scheduler(opt), 'localize', step_args, torch.device('cpu'), use)
+        assert metrics['div'] >= 0   # logged even when it is not in the loss
+    assert torch.equal(params(held), params(dropped))
 
 
 def test_two_clipped_steps_match_deepspeed_semantics():

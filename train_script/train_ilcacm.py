@@ -19,7 +19,7 @@ from models.ilcacm.factory import build_model, build_tokenizer, model_arch
 from models.ilcacm.inference import generate_paragraphs
 from models.ilcacm.losses import check_loss_groups
 from models.ilcacm.steps import KIND, STAGE1_FILE, Stage1Error, cosine_schedule, grouped, stage1_checkpoint, \
-    train_step
+    train_step, uses_diversity
 from models.ilcacm.text_decoder import tokenizer_from_state
 from utils import cli
 from utils.annotations import load_annotations
@@ -86,8 +86,11 @@ def main(argv=None):
             set_epoch(loader, epoch)
             ddp.train()
             end = stage1_paragraphs if kept['paragraphs'] is None and epoch + 1 >= args.cap_epochs else None
-            return EpochPlan(grouped(loader, args.grad_accum),
-                             lambda group: train_step(ddp, model, group, optimizer, scheduler, stage, args, device),
+            div = uses_diversity(args, epoch)
+
+            def step(group):
+                return train_step(ddp, model, group, optimizer, scheduler, stage, args, device, div)
+            return EpochPlan(grouped(loader, args.grad_accum), step,
                              f'epoch {epoch} ({stage})', updates, finite=('loss', 'div'), label=f' ({stage})', end=end)
 
         def extra(epoch):

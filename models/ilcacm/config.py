@@ -24,8 +24,8 @@ COUNT_MODES = ('paragraph', 'oracle', 'equal-split')
 INFERENCE_FLAGS = ('count_mode', 'num_beams', 'eval_batch_size', 'paragraphs', 'segment_blind')
 # Flags that stage 1, the model built for it and the stage-1 paragraphs do not read (--num-beams and
 # --eval-batch-size do: they generate the paragraphs): runs differing only in these share stage 1
-STAGE2_ONLY = ('loss', 'no_diversity', 'single_step', 'mask_shape', 'mask_mode', 'tau', 'gamma', 'count_mode',
-               'paragraphs', 'skip_eval', 'segment_blind')
+STAGE2_ONLY = ('loss', 'no_diversity', 'diversity_warmup', 'single_step', 'mask_shape', 'mask_mode', 'tau', 'gamma',
+               'count_mode', 'paragraphs', 'skip_eval', 'segment_blind')
 
 
 class DecoderSetupError(ValueError):
@@ -89,6 +89,9 @@ def add_training_args(parser):
                    help='stage 2: one step on grad(L_pos + L_neg + 2 L_div) instead of two clipped steps')
     g.add_argument('--loss', choices=tuple(LOSS_SETS), default='pos+neg', help='stage-2 losses')
     g.add_argument('--no-diversity', action='store_true', help='drop L_div from the stage-2 losses')
+    g.add_argument('--diversity-warmup', type=int, default=0, metavar='EPOCHS',
+                   help='leave L_div out of the first EPOCHS epochs of stage 2 (issue 14: the fix for the masks that '
+                        'shrink while the captioner does not read the video; 0 = the original)')
     g.add_argument('--features', default=None, help='feature folder (.npy per video) or .hdf5 '
                    '(default None: the data root\'s features/clip)')
     g.add_argument('--skip-eval', action='store_true', help='do not evaluate after training')

@@ -151,9 +151,11 @@ def optimiser_step(model, optimizer, clip):
     return float(grad_norm)
 
 
-def train_step(ddp, model, group, optimizer, scheduler, stage, args, device):
-    """One update of the global batch `group`: stage 1 'caption' or stage 2 'localize' (spec §4.2-4.3)."""
-    use_div, groups = not args.no_diversity, args.loss_groups
+def train_step(ddp, model, group, optimizer, scheduler, stage, args, device, use_diversity=None):
+    """One update of the global batch `group`: stage 1 'caption' or stage 2 'localize' (spec §4.2-4.3). L_div is in
+    the stage-2 losses unless --no-diversity, or `use_diversity=False` (--diversity-warmup; it is logged anyway)."""
+    use_div = not args.no_diversity if use_diversity is None else use_diversity
+    groups = args.loss_groups
     metrics = {'lr': scheduler.get_last_lr()[0]}
     if stage == 'caption':
         optimizer.zero_grad(set_to_none=True)
@@ -172,3 +174,10 @@ def train_step(ddp, model, group, optimizer, scheduler, stage, args, device):
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
     return metrics
+
+
+def uses_diversity(args, epoch: int) -> bool:
+    """L_div in the losses of `epoch`: always in stage 2 (the original), unless --no-diversity, or during the first
+    --diversity-warmup epochs of stage 2 (issue 14: the masks no longer shrink while the captioner learns to read
+    the video)."""
+    return not args.no_diversity and epoch >= args.cap_epochs + getattr(args, 'diversity_warmup', 0)
