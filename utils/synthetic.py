@@ -6,24 +6,33 @@ A data root holds (contract, "Layout of a data root"):
     DIR/captions/{train,val_1,val_2}.json   {vid: {"duration", "timestamps", "sentences"}}  (spec wsdec §2.1)
     DIR/features/c3d.hdf5                   f[vid]['c3d_features'] float32 (T, 500)          (spec wsdec §2.2)
     DIR/features/clip/<vid>.npy             float32 (T, 768), 1 row per second              (spec ilcacm §2.3)
+    DIR/signal_model.json                   what the features carry (below)
 
-Captions come from a small grammar (one subject, place and activity per video; 2-6 events). val_2 is a
-second annotator: same videos as val_1, perturbed boundaries, reworded captions.
+Captions come from a small grammar (one subject, place and activity per video; 2-6 events), or from real
+annotation files (`--annotations`: ActivityNet Captions or YouCook2, with their real event times, overlaps and
+captions). The generated val_2 is a second annotator: same videos as val_1, perturbed boundaries, reworded captions.
 
-Features are caption-conditioned. Each word has a fixed random unit vector in a latent space; an event's
-signature is the normalised sum of its caption's content words (plus a small per-event jitter), projected
-into the C3D / CLIP space by a fixed orthonormal map. A feature row is
+Signal model (`SignalModel`; the flags of scripts/make_synthetic_dataset.py; recorded in `DIR/signal_model.json`).
+Features are caption-conditioned. Each content word (the caption's words without function words, 3rd-person verbs
+folded into their -ing form) has a fixed random unit vector in a 128-d latent space; an event's signature is the
+normalised sum of its caption's word vectors plus a per-event random perturbation of norm `jitter` (0.3),
+renormalised, projected into the C3D (500-d) / CLIP (768-d) space by a fixed orthonormal map. A feature row is
 
-    row = signal_to_noise * mean-energy sum of the signatures of the events covering it
-          + a constant per-video background vector + temporally smoothed unit Gaussian noise,
+    row = signal_to_noise * (sum of the signatures of the events covering it, divided by sqrt(their number))
+          + scene + temporally smoothed unit Gaussian noise
 
-so along an event's signature a row inside it reads ~signal_to_noise and one outside ~0, both with unit
-noise: one row is ambiguous, an event's worth of rows is not.
+where `scene` is one random vector per video (std `scene` = 0.5 per dimension: a constant offset that carries no
+information) and the noise has std 1 per dimension, correlated over neighbouring rows (kernel 1-2-1). Along an
+event's signature a row inside the event reads ~signal_to_noise (2 in the embedded datasets), one outside ~0; a
+word's share of it is signal_to_noise / sqrt(number of content words). One row is ambiguous, an event's worth of
+rows is not. Overlapping events share a row's energy (the 1/sqrt rule), so an activity-wide event over its steps
+leaves each step's words readable.
 
-Time grid. C3D rows: round(2 * duration) rows, evenly covering the video, so the loaders' `[::2]`
-subsampling (spec wsdec §2.2) leaves ~1 step per second. (Real C3D has ~3.75 rows/s, ~1.9/s after `[::2]`;
-we halve it to keep files small and CPU runs fast.) CLIP rows: round(duration) rows, 1 per second.
-Row r covers [r, r+1) * duration / T and carries the events that contain its centre.
+Time grid. C3D rows: round(c3d_rate * duration) rows (c3d_rate 2 by default, so the loaders' `[::2]` subsampling,
+spec wsdec §2.2, leaves ~1 step per second; the real ActivityNet C3D has ~3.75 rows/s, ~1.9/s after `[::2]`: pass
+`--c3d-rate 3.75`); CLIP rows: round(clip_rate * duration), 1 per second as ILCACM's extractor. Row r covers
+[r, r+1) * duration / T and carries the events that contain its centre; an event too short to hold a row centre
+gets the row of its own centre.
 
 Determinism: every random draw comes from a generator seeded by (seed, stream, id), so a video's caption
 and features depend only on the seed and its index / id (not on the other videos), and the same seed gives
