@@ -78,6 +78,19 @@ def test_initial_segments_shared_per_batch_or_per_video_and_anchors():
         assert torch.equal(initial_segments(2, -1, g, per)[1], anchors())
 
 
+def test_n_rand_minus_one_uses_the_checkpoints_anchor_list(tiny_data, tmp_path):
+    """`--n-rand -1` starts from the localizer's stored `anchor_list` (the original reads params['anchor_list'],
+    spec wsdec §3.3, §4.4), not from the built-in list: a checkpoint with three anchors of its own."""
+    from models.wsdec.evaluation import sl_anchors
+    own = [[0.1, 0.2], [0.5, 0.4], [0.9, 0.2]]
+    state = {'config': {'models': {'sl': {'anchor_list': own}}}}
+    stored = sl_anchors(state)
+    assert torch.equal(stored, torch.tensor(own))
+    segments = initial_segments(3, -1, torch.Generator().manual_seed(0), False, stored)
+    assert segments.shape == (3, 3, 2) and all(torch.equal(s, torch.tensor(own)) for s in segments)
+    assert sl_anchors({'config': {'models': {'cg': {}}}}) is None   # no localizer: the built-in anchors
+
+
 def test_flatten_segments_keeps_video_order():
     segments, gather = flatten_segments([torch.zeros(2, 2), torch.zeros(0, 2), torch.ones(3, 2)])
     assert segments.shape == (5, 2) and gather.tolist() == [0, 0, 2, 2, 2]
