@@ -18,11 +18,11 @@ import torch
 
 from models.ilcacm.config import SHARED_BPE, training_parser
 from models.ilcacm.factory import build_model, build_tokenizer, model_arch
-from models.ilcacm.gpt2 import load_safetensors
 from models.ilcacm.steps import KIND
 from utils import cli
 from utils.checkpoint import save_checkpoint
 from utils.run import CHECKPOINT_FORMAT, run_config
+from utils.weights import CheckpointFormatError, load_safetensors, load_strict
 
 GPT2 = 'captioner.gpt2_model.'
 
@@ -79,16 +79,10 @@ def convert(input_path, output_path, args):
         raise ConversionError(f'{input_path}: vocabulary of {arch["vocab_size"]} rows, the ILCACM tokenizer has '
                               f'{len(tokenizer)}')
     model = build_model(vars(config), tokenizer, feature_dim=arch['n_embd'], arch=arch)
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ConversionError(f'{input_path}: missing keys {missing[:5]} ({len(missing)}), unexpected keys '
-                              f'{unexpected[:5]} ({len(unexpected)})')
-    for key, tensor in state.items():
-        if tensor.shape != own[key].shape:
-            raise ConversionError(f'{input_path}: {key} has shape {tuple(tensor.shape)}, expected '
-                                  f'{tuple(own[key].shape)} (check --gpt2-heads/--enc-heads)')
-    model.load_state_dict(state)
+    try:
+        load_strict(model, state, str(input_path))
+    except CheckpointFormatError as error:
+        raise ConversionError(f'{error} (check --gpt2-heads/--enc-heads)') from None
     paragraphs = None
     if args.paragraphs:
         raw = json.loads(pathlib.Path(args.paragraphs).read_text())

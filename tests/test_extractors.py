@@ -18,7 +18,7 @@ from models.extractors.c3d import (C3D, CROP, CROP_LEFT, CROP_TOP, PCA_DIM, C3DE
                                    load_pca, resize_bilinear, windows)
 from models.extractors.clip import (IMAGE_MEAN, IMAGE_STD, CLIPImageEncoder, ClipExtractor, clip_frames,
                                     frame_filters, preprocess, scaled_size)
-from models.ilcacm.gpt2 import CheckpointFormatError, save_safetensors
+from utils.weights import CheckpointFormatError, save_safetensors
 from tests.tiny_extractors import (CONV_NAMES, TINY_FC, tiny_c3d_state, tiny_clip_state, write_tiny_c3d,
                                     write_tiny_clip)
 from models.extractors.pipeline import (DEFAULT_WEIGHTS, Hdf5Store, MissingWeightsError, VideoIdError, build_extractor,

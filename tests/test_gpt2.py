@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.ilcacm.gpt2 import GPT2, CheckpointFormatError, load_safetensors, save_safetensors
+from models.ilcacm.gpt2 import GPT2
+from utils.weights import CheckpointFormatError, load_safetensors, save_safetensors
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_DIR = FIXTURES / "tiny_gpt2"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.ilcacm.factory import build_model, model_from_checkpoint
-from models.ilcacm.gpt2 import save_safetensors
+from utils.weights import save_safetensors
 from scripts.convert_ilcacm_checkpoint import ConversionError, main
 from tests.test_ilcacm_model import BPE_DIR, FakeFeatures, TINY
 
@@ -61,7 +61,7 @@ def test_converted_checkpoint_gives_identical_losses_and_generations(authors_fil
 
 def test_half_precision_file_is_cast_and_bad_files_are_named(authors_file, tmp_path):
     path, original, _ = authors_file
-    from models.ilcacm.gpt2 import load_safetensors
+    from utils.weights import load_safetensors
     half = {k: v.half() for k, v in load_safetensors(path).items()}
     save_safetensors(half, tmp_path / 'half.safetensors')
     out = tmp_path / 'half.pt'

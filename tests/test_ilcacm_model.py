@@ -264,7 +264,7 @@ def authors_initial_state(seed, d=32, frames=8, enc_layers=2, enc_ff=48, mask_ff
     (67, d) normal draws, the new rows from the second), VideoEncoder (vpe ~ N(0, 1), one TransformerEncoderLayer
     that nn.TransformerEncoder deep-copies, so every layer starts equal, the output Linear), MaskGenerator (tpe, pe,
     one TransformerDecoderLayer: self-attention, cross-attention, FFN; the centre and width heads)."""
-    from models.ilcacm.gpt2 import load_safetensors
+    from utils.weights import load_safetensors
     torch.manual_seed(seed)
     gpt2 = {k.replace('transformer.', 'captioner.gpt2_model.transformer.', 1): t
             for k, t in load_safetensors(TINY_GPT2 / 'model.safetensors').items()}

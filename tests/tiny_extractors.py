@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from models.extractors.c3d import PCA_DIM
-from models.ilcacm.gpt2 import save_safetensors
+from utils.weights import save_safetensors
 
 TINY_C3D_CHANNELS, TINY_FC = (4, 4, 6, 6, 8, 8, 8, 8), 16
 CONV_NAMES = ('conv1', 'conv2', 'conv3a', 'conv3b', 'conv4a', 'conv4b', 'conv5a', 'conv5b')

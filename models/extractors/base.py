@@ -11,7 +11,6 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from models.ilcacm.gpt2 import CheckpointFormatError
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -34,18 +33,3 @@ class Extractor:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         features = self.forward_batch(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
         return features.to(torch.float32).cpu().numpy()
-
-
-def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy `state` into `model` as float32: every parameter present, no other key, shapes equal; else a
-    CheckpointFormatError naming `source` and the key."""
-    own = model.state_dict()
-    unexpected, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
-    if unexpected or missing:
-        raise CheckpointFormatError(f"{source}: {len(missing)} weights missing (e.g. {missing[:3]}), "
-                                    f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(own[key].shape):
-            raise CheckpointFormatError(f"{source}: {key!r} has shape {tuple(tensor.shape)}, "
-                                        f"expected {tuple(own[key].shape)}")
-    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})

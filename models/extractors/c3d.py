@@ -47,8 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.extractors.base import Extractor, load_strict
-from models.ilcacm.gpt2 import CheckpointFormatError
+from models.extractors.base import Extractor
+from utils.weights import CheckpointFormatError, load_strict
 from utils.video import FilterChain, decode
 
 FRAME_HEIGHT, FRAME_WIDTH = 128, 171        # prototxt new_height, new_width

@@ -48,8 +48,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.extractors.base import Extractor, load_strict
-from models.ilcacm.gpt2 import CheckpointFormatError, load_hf_weights
+from models.extractors.base import Extractor
+from utils.weights import CheckpointFormatError, load_hf_weights, load_strict
 from utils.video import FilterChain, decode, displayed_size, sample
 
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)    # preprocessor_config.json image_mean (spec ilcacm §2.3)
@@ -108,16 +108,16 @@ def preprocess(pixels: torch.Tensor, size: int = 224) -> torch.Tensor:
 @dataclass(frozen=True)
 class CLIPVisionConfig:
     """`vision_config` of a HF CLIP `config.json` (defaults: transformers' CLIPVisionConfig) + `projection_dim`."""
-    hidden_size: int = 768
+    num_channels: int = 3                  # the image and its patches
+    image_size: int = 224
+    patch_size: int = 32
+    hidden_size: int = 768                 # the transformer: width, MLP width, depth, heads
     intermediate_size: int = 3072
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
-    num_channels: int = 3
-    image_size: int = 224
-    patch_size: int = 32
-    hidden_act: str = 'quick_gelu'
+    hidden_act: str = 'quick_gelu'         # MLP activation and LayerNorm epsilon
     layer_norm_eps: float = 1e-5
-    projection_dim: int = 512
+    projection_dim: int = 512              # get_image_features: the visual projection of the class token
 
     @classmethod
     def from_hf(cls, config: dict, source: str) -> 'CLIPVisionConfig':
