@@ -71,7 +71,19 @@ def _width(store, vid):
     return shape[1]
 
 
-class C3DFeatures:
+class _Store:
+    """What both stores share: the feature width D, read from the first video's header."""
+    empty = 'no videos in this file'
+
+    @property
+    def dim(self):
+        keys = self.keys()
+        if not keys:
+            raise FeatureError(f"{self.path}: {self.empty}")
+        return _width(self, keys[0])
+
+
+class C3DFeatures(_Store):
     """``f[vid][key][::sample_rate]`` from an hdf5 file (spec wsdec §2.2).
 
     The file is opened lazily, once per process: a handle inherited by a forked DataLoader worker is never
@@ -132,16 +144,10 @@ class C3DFeatures:
             raise FeatureError(f"{self.path}: video '{vid}': dataset '{self.key}' cannot be read ({err})") from None
         return _checked(array, vid, self.path)
 
-    @property
-    def dim(self):
-        keys = self.keys()
-        if not keys:
-            raise FeatureError(f"{self.path}: no videos in this file")
-        return _width(self, keys[0])
 
-
-class ClipFeatures:
+class ClipFeatures(_Store):
     """``<folder>/<vid>.npy`` arrays of shape (T, 768) (spec ilcacm §2.3)."""
+    empty = 'no .npy feature files'
 
     def __init__(self, folder):
         self.path = Path(folder)
@@ -178,13 +184,6 @@ class ClipFeatures:
 
     def get(self, vid):
         return _checked(self._load(vid), vid, self.source(vid))
-
-    @property
-    def dim(self):
-        keys = self.keys()
-        if not keys:
-            raise FeatureError(f"{self.path}: no .npy feature files")
-        return _width(self, keys[0])
 
 
 def open_features(path, sample_rate=2):
