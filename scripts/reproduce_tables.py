@@ -226,12 +226,16 @@ def table_rows(seeds, profile: Profile) -> list[dict]:
 
 
 def collapse_warnings(rows: list[dict]) -> list[str]:
-    """The diagnostics' warnings of every metrics file of the tables (utils/diagnostics.py), one line each."""
+    """One line per table row whose metrics files carry collapse warnings (utils/diagnostics.py): how many files
+    and the distinct warnings (the run reports hold them all)."""
     out = []
     for row in rows:
-        for path, result in zip(row['files'], row['metrics']):
-            out += [f"{row['label']} ({path}): {w}" for w in result.get('diagnostics', {}).get('warnings', [])]
-    return list(dict.fromkeys(out))
+        found = [w for result in row['metrics'] for w in result.get('diagnostics', {}).get('warnings', [])]
+        if found:
+            distinct = list(dict.fromkeys(found))
+            out.append(f"{row['label']}: {'; '.join(distinct[:3])}" + (f" (+{len(distinct) - 3} more)"
+                                                                        if len(distinct) > 3 else ''))
+    return out
 
 
 def write_reports(jobs: list[Job], experiments, runs_dir: Path) -> list[str]:
