@@ -259,7 +259,7 @@ def test_two_processes_cannot_share_a_run_folder(tmp_path):
         assert second.returncode == 2
         assert second.stderr.count('\n') == 1 and f'in use by process {first.pid}' in second.stderr
     finally:
-        first.kill()
+        first.kill()   # SIGKILL: no cleanup at all
         first.wait()
     # the killed owner left its lock: reported as stale, cleared only on request
     lock = tmp_path / 'runs' / '.locked.lock'
@@ -270,6 +270,12 @@ def test_two_processes_cannot_share_a_run_folder(tmp_path):
     with pytest.raises(RunFolderError, match='flags differ'):  # the lock goes first, then the folder is checked
         Run(parse(tmp_path, '--resume', '--clear-stale-lock', run_name='locked'), 'unit')
     assert not lock.exists()
+    # SIGTERM (a plain `kill`) ends the run like an exception: the lock goes with it
+    lock.parent.joinpath('locked', 'config.json').unlink()
+    second = subprocess.Popen([sys.executable, str(script), '30'], stdout=subprocess.PIPE, text=True)
+    assert second.stdout.readline().strip() == 'started' and lock.exists()
+    second.terminate()
+    assert second.wait(timeout=30) == 128 + 15 and not lock.exists()
 
 
 # --- damaged checkpoints, interrupted writes, the log after --resume ------------------------------------------

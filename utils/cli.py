@@ -11,6 +11,7 @@
 """
 import argparse
 import os
+import signal
 import sys
 
 DEBUG_ENV = 'SUITE_DEBUG'
@@ -126,9 +127,14 @@ def _debugging(argv) -> bool:
     return '--debug' in argv or os.environ.get(DEBUG_ENV, '') not in ('', '0')
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(entry, argv=None) -> None:
     """Run `entry(argv)`; an expected error ends the process with one line and exit status 2. An int returned by
-    `entry` is the exit status."""
+    `entry` is the exit status. SIGTERM (`kill`) ends it like an exception, so run folders release their lock."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         status = entry(argv)
     except KeyboardInterrupt:
