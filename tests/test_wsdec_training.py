@@ -126,6 +126,18 @@ def test_first_argmax_ties_go_to_the_lowest_index():
     assert first_argmax([[0.0] * 15, [0.1, 0.3, 0.2, 0.3], [0.5, 0.5, 0.9, 0.9]]) == [0, 1, 2]
 
 
+def test_tie_rules_of_the_pseudo_labels():
+    from models.wsdec.steps import break_ties, tied
+    rows = [[0.0] * 4, [0.1, 0.3, 0.2, 0.3], [0.5, 0.1, 0.2, 0.4]]
+    first = first_argmax(rows)
+    assert [tied(r) for r in rows] == [True, True, False]
+    assert break_ties(rows, first, 'first') == (first, [True] * 3)
+    assert break_ties(rows, first, 'skip') == (first, [False, False, True])
+    torch.manual_seed(0)
+    draws = [break_ties(rows, first, 'random')[0] for _ in range(200)]
+    assert {d[0] for d in draws} == {0, 1, 2, 3} and {d[1] for d in draws} == {1, 3} and {d[2] for d in draws} == {0}
+
+
 def test_pseudo_labels_with_a_fake_scorer(tiny_batch):
     batch, vocab = tiny_batch
     cg = tiny_models(len(vocab))['cg']

@@ -19,8 +19,8 @@ from models.wsdec.config import (DENSE_INFERENCE, add_checkpoint_cg_arg, add_leg
                                  add_optim_args, inference_defaults)
 from models.wsdec.runs import checkpoint_config, epoch_batches, epoch_lr, fit_wsdec, start_cycle_training, \
     train_loader
-from models.wsdec.steps import (PHASE_ID, MeteorPseudoLabelScorer, classification_step, cycle_parameter_groups,
-                                cycle_step, epoch_schedule, phase_at_epoch, sgd)
+from models.wsdec.steps import (PHASE_ID, TIE_RULES, MeteorPseudoLabelScorer, classification_step,
+                                cycle_parameter_groups, cycle_step, epoch_schedule, phase_at_epoch, sgd)
 from utils import cli
 from utils.cli import add_flag
 from utils.engine import EpochPlan, TrainState
@@ -37,6 +37,9 @@ def build_parser():
              help="batch of the SL (METEOR-labelled) phases; --batch-size is the CG phases'")
     add_flag(g, '--alter-step', '--alter_step', type=int, default=5,
              help='SL phase when epoch %% alter_step == 0, CG phase otherwise')
+    g.add_argument('--pseudo-label-ties', choices=TIE_RULES, default='first',
+                   help='METEOR ties of the SL-phase pseudo-labels: the first anchor (released), one of the tied '
+                        'anchors at random (the initial commit), or left out of the loss (issue 14)')
     add_legacy_args(parser, 'consistent_shift', 'modern_bn_init', 'zero_grad_set_to_none')
     return parser
 
@@ -53,7 +56,8 @@ def main(argv=None):
         state = TrainState(models, optimizers, {n: epoch_schedule(o, args.lr_step) for n, o in optimizers.items()},
                            epoch_schedulers=True)
         loaders = {'cg': train_loader(data, args.batch_size, args), 'sl': train_loader(data, args.sl_batch_size, args)}
-        steps = {'sl': lambda b: classification_step(sl, cg, b, optimizers['sl'], data.vocab, scorer, set_to_none=none),
+        steps = {'sl': lambda b: classification_step(sl, cg, b, optimizers['sl'], data.vocab, scorer, set_to_none=none,
+                                                     ties=args.pseudo_label_ties),
                  'cg': lambda b: cycle_step(cg, sl, b, optimizers['cycle'], grad_clip=args.grad_clip, set_to_none=none)}
         config = checkpoint_config(run, models_config, data, inference_defaults(**DENSE_INFERENCE))
 

@@ -140,6 +140,29 @@ def first_argmax(rows) -> list[int]:
     return [max(range(len(row)), key=lambda k: (row[k], -k)) for row in rows]
 
 
+TIE_RULES = ('first', 'random', 'skip')
+
+
+def tied(row) -> bool:
+    """Several anchors share the row's best METEOR (e.g. the captioner gave them the same caption)."""
+    return sum(v == max(row) for v in row) > 1
+
+
+def break_ties(rows, labels, rule: str, generator: torch.Generator | None = None):
+    """The labels under a tie rule, and the rows that enter the loss (issue 14): 'first' keeps the first maximum
+    (the released rule, spec §6.3.7: every tie becomes anchor 0 when the anchors share one caption); 'random' draws
+    one of the maxima uniformly (the authors' initial commit); 'skip' leaves tied rows out of the loss."""
+    if rule == 'first':
+        return labels, [True] * len(rows)
+    if rule == 'skip':
+        return labels, [not tied(row) for row in rows]
+    out = []
+    for row in rows:
+        best = [k for k, v in enumerate(row) if v == max(row)]
+        out.append(best[int(torch.randint(len(best), (1,), generator=generator))])
+    return out, [True] * len(rows)
+
+
 def pseudo_labels(cg, batch, vocab, scorer, anchor_cw=None) -> tuple[torch.Tensor, list]:
     """METEOR pseudo-labels (spec §4.2 SL phase step 2): caption the anchors with the frozen CG (eval mode,
     beam search), score every caption against the row's GT sentence, label = first argmax.
@@ -158,19 +181,23 @@ def pseudo_labels(cg, batch, vocab, scorer, anchor_cw=None) -> tuple[torch.Tenso
     return torch.tensor(first_argmax(rows), device=batch.video.device), rows
 
 
-def classification_step(sl, cg, batch, optimizer, vocab, scorer, *, set_to_none=False) -> dict:
+def classification_step(sl, cg, batch, optimizer, vocab, scorer, *, set_to_none=False, ties='first') -> dict:
     """One SL-phase iteration (spec §4.2 "SL phase"): SL in train mode, CG frozen in eval mode;
-    L = CE(score, METEOR pseudo-label); all SL parameters with gradients are updated; no clipping."""
+    L = CE(score, METEOR pseudo-label); all SL parameters with gradients are updated; no clipping. `ties`:
+    `break_ties` (default the released first-index rule; 'random' draws from the global generator, which
+    checkpoints keep)."""
     sl.train()
     score, _, seconds = sl(*localizer_inputs(batch), mode='forward')
     labels, rows = pseudo_labels(cg, batch, vocab, scorer)
-    loss = F.cross_entropy(score, labels)
+    chosen, used = break_ties(rows, labels.tolist(), ties)
+    labels = torch.tensor(chosen, device=score.device)
+    used = torch.tensor(used, device=score.device)
+    loss = F.cross_entropy(score[used], labels[used]) if bool(used.any()) else score.sum() * 0
     _update(optimizer, loss, set_to_none)
     # collapse diagnostics (issue 14): labels decided by a tie (several anchors share the best METEOR, e.g. the
-    # same caption for every anchor), and labels that are anchor 0 (where every tie goes)
-    tied = sum(sum(v == max(row) for v in row) > 1 for row in rows) / len(rows)
+    # same caption for every anchor), and labels that are anchor 0 (where every tie goes by the released rule)
     return {'loss': loss.detach(), 'miou': training_miou(seconds, batch),
-            'label_mean': float(labels.float().mean()), 'label_tied': tied,
+            'label_mean': float(labels.float().mean()), 'label_tied': sum(map(tied, rows)) / len(rows),
             'label_zero': float((labels == 0).float().mean())}
 
 
