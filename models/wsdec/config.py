@@ -10,8 +10,8 @@ Legacy behaviours (faithful by default, DESIGN.md principle 1; the corrected beh
 | `--modern-bn-init` | off (original) | wsdec §6.4 | BatchNorm weights start at 1 (PyTorch ≥ 1.2) instead of U(0, 1) (train_final, train_baseline_regressor, train_sl) |
 | `--zero-grad-set-to-none` | off (original) | wsdec §6.4, §4.2 | `zero_grad(set_to_none=True)`: parameters without a gradient in a phase skip weight decay and momentum (all five) |
 
-The initial commit's uniform random tie-break of the METEOR pseudo-labels was removed by the authors; it
-is not offered (labels take the first maximum, spec §4.2, §6.3.7).
+Labels take the first maximum of the METEOR scores (spec §4.2, §6.3.7); train_final's `--pseudo-label-ties`
+offers the initial commit's uniform random tie-break (removed by the authors) and leaving tied rows out (issue 14).
 
 Port decisions: the model's vocabulary size is the vocabulary's (6000 on ActivityNet, spec §2.3); one
 process only (the cycle step calls the localizer twice per iteration); float32 on every device.
