@@ -120,7 +120,7 @@ def test_shaped_profiles_build_their_data_and_run_their_family(tmp_path):
     assert {'ilcacm/youcook2', 'wsdec/youcook2', 'ilcacm/youcook2_prior'} <= youcook2
     assert not youcook2 & {e.id for e in ex.select(None, 'activitynet')}
     argv = Job(STEPS['ilcacm'], 42, yc2).command()
-    assert argv[-2:] == ['--dataset', 'youcook2'] and argv[argv.index('--epochs') + 1] == '20'
+    assert argv[-2:] == ['--dataset', 'youcook2'] and argv[argv.index('--epochs') + 1] == '12'
     assert '--dataset' not in Job(STEPS['wsdec_final'], 233, yc2).command()
     with pytest.raises(RegistryError, match="unknown experiment id.*for youcook2 data"):
         ex.select(['wsdec/final'], 'youcook2')
