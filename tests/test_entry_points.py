@@ -36,6 +36,7 @@ CASES = {   # script: (argv, a fragment the one line must hold)
     'scripts/extract_features.py': (['--videos', NONE, '--out', NONE + '_out', '--features', 'clip'], NONE),
     'scripts/caption_video.py': ([NONE + '.mp4', '--checkpoint', NONE + '.pt'], 'no such video file or folder'),
     'scripts/make_report.py': (['--run', NONE], NONE),
+    'scripts/video_reliance.py': (['--checkpoint', NONE + '.pt'], 'checkpoint file not found'),
     'scripts/reproduce_tables.py': (['--only', 'wsdec/nope', '--dry-run'], "unknown experiment id(s) ['wsdec/nope']"),
 }
 

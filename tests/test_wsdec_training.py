@@ -315,3 +315,15 @@ def test_cycle_step_shared_video_encoding_equals_two_separate_calls(tiny_batch):
     for name in ('cg', 'sl'):
         ours, original = dict(models[name].state_dict()), twin[name].state_dict()
         assert all(torch.allclose(ours[k].float(), v.float(), atol=1e-6) for k, v in original.items()), name
+
+
+def test_video_reliance_script_on_a_trained_caption_generator(pretrained, tmp_path):
+    from scripts.video_reliance import main
+    runs, folder = pretrained
+    ckpt = folder / 'checkpoints' / 'last.pt'
+    out = main(['--checkpoint', str(ckpt), str(folder / 'checkpoints' / 'epoch_000.pt'), '--device', 'cpu',
+                '--json', str(tmp_path / 'r.json')])
+    numbers = out[str(ckpt)]
+    assert set(numbers) == {'nll_own', 'nll_zero', 'nll_other', 'reliance'}
+    assert numbers['reliance'] == pytest.approx(numbers['nll_other'] - numbers['nll_own'])
+    assert json.loads((tmp_path / 'r.json').read_text())[str(ckpt)] == pytest.approx(numbers)
