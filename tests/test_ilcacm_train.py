@@ -163,7 +163,7 @@ def test_the_last_global_batch_is_filled_with_the_epochs_first_videos():
     """24 videos in global batches of 16 (2 micro-batches of 8): the second update holds the epoch's last 8 videos
     and its first 8 again, as accelerate's even batches do (spec §4.4), so every update has 16 videos."""
     from torch.utils.data import TensorDataset
-    from train_script.train_ilcacm import training_loader
+    from models.ilcacm.runs import training_loader
     from utils.distributed import make_loader, set_epoch
     data = TensorDataset(torch.arange(24))
     loader = training_loader(data, None, SimpleNamespace(batch_size=16, grad_accum=2, seed=5, num_workers=0))
