@@ -332,3 +332,10 @@ def test_checkpoints_of_the_earlier_layouts_are_read(tmp_path, capsys):
     fresh = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD(net.parameters(), lr=0.1), lambda e: 0.1 ** min(e, 2))
     fresh.load_state_dict(schedule)
     assert fresh.last_epoch == 2 and fresh.get_last_lr() == pytest.approx([1e-3])
+
+
+@pytest.mark.parametrize('name', ['../escape', '/abs', 'a/b', '..'])
+def test_a_run_name_cannot_leave_the_runs_folder(tmp_path, name):
+    with pytest.raises(RunFolderError, match='--run-name .* cannot be a folder of --runs-dir'):
+        Run(parse(tmp_path, run_name=name), 'tiny')
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from utils.checkpoint import atomic_path, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.distributed import all_gather_object, barrier, get_rank, get_world_size, is_main_process, unwrap
 from utils.features import write_skipped_videos
+from utils.paths import video_id_problem
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_FORMAT = 2
@@ -172,6 +173,10 @@ class Run:
     def __init__(self, args, kind: str):
         self.args, self.kind = args, kind
         self.config = run_config(args, kind)
+        problem = video_id_problem(args.run_name, suffix='')
+        if problem:  # a name such as ../x or /x would put the run folder outside --runs-dir
+            raise RunFolderError(f"--run-name {args.run_name!r} cannot be a folder of --runs-dir {args.runs_dir}: "
+                                 f"{problem}")
         self.dir = Path(args.runs_dir) / args.run_name
         self.checkpoints_dir = self.dir / 'checkpoints'
         self.predictions_dir = self.dir / 'predictions'
