@@ -23,6 +23,8 @@ class WSDECItem(NamedTuple):
     raw_timestamp: list          # n [start, end] pairs in seconds
     duration: float
     key: str
+    sentence_index: list         # n indices of the sentences in the video's annotation list
+    n_sentences: int             # the video's number of sentences
 
 
 def timestamp_to_index(timestamps, duration, length):
@@ -68,9 +70,10 @@ class WSDECDataset(Dataset):
         ann = self.annotations[vid]
         feature = self.features.get(vid)
         sentences, timestamps = ann['sentences'], ann['timestamps']
+        n_sentences, sentence_index = len(sentences), list(range(len(sentences)))
         if self.mode == 'sample':
             j = self.sentence_choice(index)
-            sentences, timestamps = [sentences[j]], [timestamps[j]]
+            sentences, timestamps, sentence_index = [sentences[j]], [timestamps[j]], [j]
         return WSDECItem(
             feature=feature,
             timestamp_idx=timestamp_to_index(timestamps, ann['duration'], feature.shape[0]),
@@ -78,6 +81,8 @@ class WSDECDataset(Dataset):
             raw_timestamp=[list(t) for t in timestamps],
             duration=ann['duration'],
             key=vid,
+            sentence_index=sentence_index,
+            n_sentences=n_sentences,
         )
 
 
@@ -94,13 +99,19 @@ class WSDECBatch:
     raw_timestamp: torch.Tensor       # (N, 2) float32, seconds
     timestamp_idx: torch.Tensor       # (N, 2) float32 holding integer feature indices (as the original)
     keys: tuple
+    # not in the original's tuple: (index of the sentence in its video's list, the video's number of sentences)
+    # per sentence row, for `--pretrain-segment caption-order` (models/wsdec/steps.py caption_order_split)
+    sentence_position: torch.Tensor | None = None
 
     def to(self, device):
         return WSDECBatch(**{f.name: (v.to(device) if torch.is_tensor(v) else v)
                              for f in fields(self) for v in [getattr(self, f.name)]})
 
-    def __iter__(self):  # unpack like the original tuple
-        return (getattr(self, f.name) for f in fields(self))
+    def __iter__(self):  # unpack like the original tuple (its ten fields)
+        return (getattr(self, f.name) for f in fields(self)[:ORIGINAL_FIELDS])
+
+
+ORIGINAL_FIELDS = 10
 
 
 def wsdec_collate(items):
@@ -133,4 +144,6 @@ def wsdec_collate(items):
         raw_timestamp=torch.tensor([t for item in items for t in item.raw_timestamp], dtype=torch.float32),
         timestamp_idx=torch.from_numpy(np.concatenate([item.timestamp_idx for item in items])).float(),
         keys=tuple(item.key for item in items),
+        sentence_position=torch.tensor([[j, item.n_sentences] for item in items for j in item.sentence_index],
+                                       dtype=torch.float32).reshape(N, 2),
     )

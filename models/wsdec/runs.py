@@ -222,18 +222,27 @@ def train_single_model(args, kind: str, name: str, config_of, step_of, inference
 
 def caption_generator_script(doc: str, kind: str, batch_size: int, segment_of, inference: dict):
     """`(build_parser, main)` of train_cg_pretrain.py / train_cg.py: 100 epochs, SGD lr 1e-2 ×0.1 at epochs 20, 50,
-    70, teacher-forced L_cap at `segment_of(batch)` (spec §4.1, §4.3)."""
+    70, teacher-forced L_cap at `segment_of(batch)` (spec §4.1, §4.3). `segment_of` may be a dict of named
+    segment rules instead: the script then takes `--pretrain-segment NAME` (default: the first, the original's)."""
     def build_parser():
         parser = cli.parser(doc)
         cli.add_common_args(parser, epochs=100, batch_size=batch_size, seed=233, run_name=kind)
         add_model_args(parser)
         add_optim_args(parser, lr_step=(20, 50, 70))
         add_legacy_args(parser, 'zero_grad_set_to_none')
+        if isinstance(segment_of, dict):
+            names = list(segment_of)
+            parser.add_argument_group('pretraining segments (spec wsdec §4.1; issue 14)').add_argument(
+                '--pretrain-segment', choices=names, default=names[0],
+                help=f'the segment each sentence is captioned from: {names[0]} = (c, w) = (0.5, 1) for every '
+                     'sentence (spec §4.1, the original); caption-order = sentence j of n gets the j-th of n equal '
+                     'parts of the video (issue 14: a captioner that the segment steers)')
         return parser
 
     def main(argv=None):
         args = cli.parse(build_parser(), argv)
-        step_of = lambda cg, optimizer: caption_step(cg, optimizer, segment_of,  # noqa: E731
+        rule = segment_of[args.pretrain_segment] if isinstance(segment_of, dict) else segment_of
+        step_of = lambda cg, optimizer: caption_step(cg, optimizer, rule,  # noqa: E731
                                                      set_to_none=args.zero_grad_set_to_none)
         train_single_model(args, kind, 'cg', cg_config, step_of, inference)
     return build_parser, main

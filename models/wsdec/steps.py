@@ -59,6 +59,20 @@ def whole_video(batch) -> torch.Tensor:
     return torch.tensor(WHOLE_VIDEO, device=batch.video.device).expand(batch.caption.size(0), 2)
 
 
+def caption_order_split(batch) -> torch.Tensor:
+    """`--pretrain-segment caption-order` (a fix flag of issue 14, not in the original): sentence j of a video's n
+    sentences is paired with the j-th of n equal parts of the video, (c, w) = ((j + 0.5) / n, 1 / n). It uses only
+    what weak supervision gives (the captions, their number and their order in the annotation, which is start-time
+    order for 97.6 % of ActivityNet's training videos) and no event time. A captioner pretrained on the whole
+    video never sees two segments of one video, so it gives every anchor the same caption (README "Why WSDEC
+    falls back to one segment"); this one learns that the segment changes the caption."""
+    j, n = batch.sentence_position.unbind(1)
+    return torch.stack([(j + 0.5) / n, 1.0 / n], dim=1)
+
+
+PRETRAIN_SEGMENTS = {'whole-video': whole_video, 'caption-order': caption_order_split}
+
+
 def gt_segments(batch) -> torch.Tensor:
     """GT segments as normalised `(c, w)`: `se2cw([s_idx, e_idx]) / L` in feature-index units (spec §4.3)."""
     length = batch.video_length[:, 0].index_select(0, batch.caption_gather_idx)
