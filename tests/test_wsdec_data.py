@@ -107,3 +107,20 @@ def test_errors():
             raise FeatureError(f"feats.hdf5: video '{vid}': zero-length feature array (T=0)")
     with pytest.raises(FeatureError, match="video 'v_b': zero-length"):
         WSDECDataset(ANN, EmptyStore(), VOCAB)[1]
+
+
+def test_sentence_positions_for_caption_order_pretraining():
+    # every sentence row carries (its index in the video's sentence list, the video's number of sentences)
+    full = wsdec_collate([WSDECDataset(ANN, FakeStore(), VOCAB)[i] for i in range(3)])
+    assert full.sentence_position.tolist() == [[0, 2], [1, 2], [0, 1]] + [[j, 5] for j in range(5)]
+    ds = WSDECDataset(ANN, FakeStore(), VOCAB, mode='sample', seed=233)
+    sample = wsdec_collate([ds[i] for i in range(3)])
+    assert sample.sentence_position.tolist() == [[ds.sentence_choice(i), n] for i, n in enumerate((2, 1, 5))]
+    assert len(tuple(sample)) == 10  # not part of the original's tuple
+
+    from models.wsdec.steps import PRETRAIN_SEGMENTS, caption_order_split, whole_video
+    assert PRETRAIN_SEGMENTS['whole-video'] is whole_video
+    # sentence j of n: the j-th of n equal parts, (c, w) = ((j + 0.5) / n, 1 / n)
+    torch.testing.assert_close(caption_order_split(full)[3:], torch.tensor(
+        [[0.1, 0.2], [0.3, 0.2], [0.5, 0.2], [0.7, 0.2], [0.9, 0.2]]))
+    torch.testing.assert_close(caption_order_split(full)[:3], torch.tensor([[0.25, 0.5], [0.75, 0.5], [0.5, 1.0]]))

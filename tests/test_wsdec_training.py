@@ -238,6 +238,23 @@ def test_resume_equals_uninterrupted(pretrained, tiny_data):
         assert torch.equal(value, resumed['model']['cg'][key]), key
 
 
+def test_caption_order_pretraining_flag(pretrained, tiny_data, monkeypatch):
+    """`--pretrain-segment caption-order` (issue 14) trains on the j-th of n equal parts: the steps receive those
+    segments, the config records the flag, and the default run (whole video) is unchanged by it."""
+    import models.wsdec.steps as steps
+    seen = []
+    original = steps.caption_order_split
+    monkeypatch.setitem(steps.PRETRAIN_SEGMENTS, 'caption-order', lambda batch: seen.append(original(batch)) or seen[-1])
+    runs, folder = pretrained
+    ordered = run_script('train_cg_pretrain', tiny_data, runs, 'ordered', '--epochs', '1', '--batch-size', '4',
+                         '--pretrain-segment', 'caption-order')
+    ckpt, _ = rebuild(ordered / 'checkpoints' / 'last.pt')
+    assert ckpt['config']['pretrain_segment'] == 'caption-order' and ckpt['step'] == 2 and len(seen) == 2
+    widths = torch.cat(seen)[:, 1]
+    assert bool((widths < 1).any()) and bool((widths <= 1).all())  # the tiny videos have several sentences
+    assert load_checkpoint(folder / 'checkpoints' / 'last.pt')['config']['pretrain_segment'] == 'whole-video'
+
+
 @pytest.mark.parametrize('name, kind, extra', [
     ('train_cg', 'wsdec_cg', []), ('train_sl', 'wsdec_sl', ['--fixed-regression-target']),
     ('train_baseline_regressor', 'wsdec_noclass', ['--checkpoint-cg', 'PRE'])])
