@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from utils import cli
-from utils.experiments import (DATASETS, DEFAULT_SEEDS, SHAPED_DATA, SYNTHETIC_SIZES, Job, Profile,
-                               metrics_files, plan, select)
+from utils.experiments import (DATASETS, DEFAULT_SEEDS, LEARNING_CHECKS, SHAPED_DATA, SYNTHETIC_SIZES, Job,
+                               Profile, metrics_files_by_seed, plan, select)
+from utils.learning_checks import write_learning_checks
 from utils.published import Protocol
 from utils.tables import write_tables
 
@@ -212,16 +213,17 @@ def table_rows(seeds, profile: Profile) -> list[dict]:
     rows = []
     for experiment in select(None, profile.family):
         for row in experiment.rows:
-            files = metrics_files(experiment, row, seeds, profile)
-            if not files:
+            found = metrics_files_by_seed(experiment, row, seeds, profile)
+            if not found:
                 continue
+            files = [f for _, f in found]
             results = [json.loads(f.read_text()) for f in files]
             meta = results[0].get('meta', {})
             protocol = Protocol(toolkit=str(meta.get('toolkit', 'n/a')),
                                 missing=str(meta.get('missing_policy', meta.get('missing', 'n/a'))),
                                 features=experiment.features, dataset=profile.dataset_label())
             rows.append({'row_id': row.row_id, 'label': row.label, 'protocol': protocol, 'metrics': results,
-                         'files': files})
+                         'files': files, 'seeds': [seed for seed, _ in found]})
     return rows
 
 
@@ -299,6 +301,7 @@ def main(argv=None) -> int:
     runs_dir = Path(profile.runs_dir)
     rows = table_rows(args.seeds, profile)
     written = write_tables(rows, runs_dir / 'tables')
+    written += write_learning_checks(rows, LEARNING_CHECKS, runs_dir / 'tables')
     problems = write_reports(jobs, experiments, runs_dir)
     for path in written:
         if path.suffix == '.md':

@@ -368,6 +368,18 @@ EXPERIMENTS += tuple(_on_youcook2(BY_ID[source], id_) for source, id_ in (
     ('wsdec/segment_blind', 'wsdec/youcook2_segment_blind'), ('wsdec/prior', 'wsdec/youcook2_prior')))
 BY_ID = {e.id: e for e in EXPERIMENTS}
 
+# The learning checks of issue 14 (utils/learning_checks.py; tables/learning_checks.md): each method row against
+# the rows that a method which ignores the video (or the segments) would tie.
+LEARNING_CHECKS: dict[str, tuple[str, ...]] = {
+    'wsdec/final': ('wsdec/prior', 'wsdec/segment_blind', 'wsdec/pretrained_cg_random'),
+    'ilcacm/full': ('ilcacm/prior', 'ilcacm/segment_blind', 'ilcacm/random_segments', 'ilcacm/uniform_masks',
+                    'ilcacm/equal_split'),
+    'ilcacm/youcook2': ('ilcacm/youcook2_prior', 'ilcacm/youcook2_segment_blind', 'ilcacm/youcook2_random_segments',
+                        'ilcacm/youcook2_uniform_masks', 'ilcacm/youcook2_equal_split'),
+    'wsdec/youcook2': ('wsdec/youcook2_prior', 'wsdec/youcook2_segment_blind',
+                       'wsdec/youcook2_pretrained_cg_random'),
+}
+
 # Published rows that are not experiments of this registry, and why.
 NOT_EXPERIMENTS: dict[str, str] = {}
 
@@ -515,13 +527,19 @@ def plan(experiments: list[Experiment], seeds: list[int] | None, profile: Profil
     return ordered
 
 
-def metrics_files(experiment: Experiment, row: TableRow, seeds: list[int] | None, profile: Profile) -> list[Path]:
-    """The metrics files of a table row, over the seeds (sorted within a seed)."""
+def metrics_files_by_seed(experiment: Experiment, row: TableRow, seeds: list[int] | None,
+                          profile: Profile) -> list[tuple[int, Path]]:
+    """(seed, metrics file) pairs of a table row, over the seeds (files sorted within a seed)."""
     out = []
     for seed in seeds_for(experiment, seeds):
         job = Job(STEPS[experiment.eval], seed, profile)
-        out += sorted(job.output_dir.glob(row.metrics))
+        out += [(seed, path) for path in sorted(job.output_dir.glob(row.metrics))]
     return out
+
+
+def metrics_files(experiment: Experiment, row: TableRow, seeds: list[int] | None, profile: Profile) -> list[Path]:
+    """The metrics files of a table row, over the seeds (sorted within a seed)."""
+    return [path for _, path in metrics_files_by_seed(experiment, row, seeds, profile)]
 
 
 def check_registry() -> None:
@@ -533,3 +551,6 @@ def check_registry() -> None:
         if experiment.table not in (DENSE, LOCALIZATION):
             raise RegistryError(f'experiment {experiment.id}: unknown table {experiment.table!r}')
     resolve_steps(list(EXPERIMENTS))
+    unknown = [i for m, bs in LEARNING_CHECKS.items() for i in (m, *bs) if i not in BY_ID]
+    if unknown:
+        raise RegistryError(f'LEARNING_CHECKS names unknown experiment(s) {unknown}')
