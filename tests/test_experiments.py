@@ -131,6 +131,13 @@ def test_baseline_rows_sit_beside_every_method():
         assert {f'{method}/prior', f'{method}/segment_blind'} <= set(BY_ID)
     assert BY_ID['wsdec/prior'].eval == BY_ID['ilcacm/prior'].eval == 'baseline_prior'   # one run, two protocols
     assert Job(STEPS['eval_wsdec_final_segment_blind'], 233, FULL).command()[-1] == '--segment-blind'
+    # the fix-flag rows of WSDEC (issue 14): their own pretraining, with the flag; their own segment-blind row
+    shaped = Profile('shaped', 'anet-shaped', 'd', 'r')
+    pretrain = Job(STEPS['wsdec_cg_pretrain_caption_order'], 233, shaped).command()
+    assert pretrain[pretrain.index('--pretrain-segment') + 1] == 'caption-order'
+    final = Job(STEPS['wsdec_final_caption_order'], 233, shaped).command()
+    assert 'anet_shaped_1000_wsdec_cg_pretrain_caption_order_s233' in final[final.index('--checkpoint-cg') + 1]
+    assert BY_ID['wsdec/caption_order_segment_blind'].train == BY_ID['wsdec/caption_order'].train
 
 
 # ------------------------------------------------------------------------------ run-folder status

@@ -203,6 +203,13 @@ STEPS: dict[str, Step] = {s.name: s for s in (
                  shaped=WSDEC_SHAPED_CAPTIONER),
     _wsdec_train('wsdec_final', 'train_final.py', (25, 2, 10), inputs=CG_PRETRAIN,
                  quick=WSDEC_QUICK + ('--sl-batch-size', '4')),       # quick: epoch 0 = SL phase, 1 = CG phase
+    # the fix flag of issue 14 for a segment-blind pretrained captioner: pretraining on caption-order splits
+    _wsdec_train('wsdec_cg_pretrain_caption_order', 'train_cg_pretrain.py', (100, 30, 20),
+                 args=('--pretrain-segment', 'caption-order'), quick=WSDEC_QUICK_CAPTIONER,
+                 shaped=WSDEC_SHAPED_CAPTIONER),
+    _wsdec_train('wsdec_final_caption_order', 'train_final.py', (25, 2, 10),
+                 inputs=(('--checkpoint-cg', 'wsdec_cg_pretrain_caption_order'),),
+                 quick=WSDEC_QUICK + ('--sl-batch-size', '4')),
     _wsdec_train('wsdec_noregress', 'train_final.py', (25, 2, 10), inputs=CG_PRETRAIN,
                  args=('--regressor-scale', '0'), quick=WSDEC_QUICK + ('--sl-batch-size', '4')),
     _wsdec_train('wsdec_noclass', 'train_baseline_regressor.py', (100, 2, 10), inputs=CG_PRETRAIN),
@@ -214,6 +221,11 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     _wsdec_eval('eval_wsdec_final', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_final'),), DENSE_METRICS),
     _wsdec_eval('eval_wsdec_final_segment_blind', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_final'),),
                 'metrics/dense_n*_seed*_val_1_segment_blind.json', args=('--segment-blind',)),
+    _wsdec_eval('eval_wsdec_final_caption_order', 'eval_script/evaluate.py',
+                (('--checkpoint', 'wsdec_final_caption_order'),), DENSE_METRICS),
+    _wsdec_eval('eval_wsdec_final_caption_order_segment_blind', 'eval_script/evaluate.py',
+                (('--checkpoint', 'wsdec_final_caption_order'),), 'metrics/dense_n*_seed*_val_1_segment_blind.json',
+                args=('--segment-blind',)),
     _wsdec_eval('eval_wsdec_noregress', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_noregress'),),
                 DENSE_METRICS),
     _wsdec_eval('eval_wsdec_noclass', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_noclass'),), DENSE_METRICS),
@@ -353,6 +365,12 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     _exp('wsdec/segment_blind', 'WSDEC final model, segment-blind captions (whole-video caption for every event)',
          'WSDEC', DENSE, BASELINES, ['wsdec_final'], 'eval_wsdec_final_segment_blind',
          'metrics/dense_n*_seed*_val_1_segment_blind.json', 'C3D'),
+    _exp('wsdec/caption_order', 'WSDEC, captioner pretrained on caption-order splits (--pretrain-segment '
+         'caption-order)', 'WSDEC', DENSE, BASELINES, ['wsdec_final_caption_order'], 'eval_wsdec_final_caption_order',
+         DENSE_METRICS, 'C3D'),
+    _exp('wsdec/caption_order_segment_blind', 'WSDEC with caption-order pretraining, segment-blind captions',
+         'WSDEC', DENSE, BASELINES, ['wsdec_final_caption_order'], 'eval_wsdec_final_caption_order_segment_blind',
+         'metrics/dense_n*_seed*_val_1_segment_blind.json', 'C3D'),
     _exp('ilcacm/prior', 'Prior: one constant segment + the most frequent training caption', 'ILCACM', DENSE,
          BASELINES, [], 'baseline_prior', 'metrics/prior_val_1_ilcacm.json', 'none'),
     _exp('ilcacm/segment_blind', 'ILCACM, segment-blind captions (the unmasked video\'s caption for every event)',
@@ -372,6 +390,8 @@ BY_ID = {e.id: e for e in EXPERIMENTS}
 # the rows that a method which ignores the video (or the segments) would tie.
 LEARNING_CHECKS: dict[str, tuple[str, ...]] = {
     'wsdec/final': ('wsdec/prior', 'wsdec/segment_blind', 'wsdec/pretrained_cg_random'),
+    'wsdec/caption_order': ('wsdec/prior', 'wsdec/caption_order_segment_blind', 'wsdec/pretrained_cg_random',
+                            'wsdec/final'),
     'ilcacm/full': ('ilcacm/prior', 'ilcacm/segment_blind', 'ilcacm/random_segments', 'ilcacm/uniform_masks',
                     'ilcacm/equal_split'),
     'ilcacm/youcook2': ('ilcacm/youcook2_prior', 'ilcacm/youcook2_segment_blind', 'ilcacm/youcook2_random_segments',

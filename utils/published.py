@@ -144,7 +144,8 @@ NOT_RECOVERED: dict[str, str] = {
        for r in ('random_segments', 'equal_split', 'oracle_count', 'pos_only', 'neg_only', 'no_diversity',
                  'mask_cauchy', 'mask_hard')},
     **{r: "a baseline of this suite that exposes degenerate solutions (issue 14); no paper reports it"
-       for r in ('wsdec/prior', 'wsdec/segment_blind', 'ilcacm/prior', 'ilcacm/segment_blind', 'ilcacm/diversity_warmup',
+       for r in ('wsdec/prior', 'wsdec/segment_blind', 'wsdec/caption_order', 'wsdec/caption_order_segment_blind',
+                 'ilcacm/prior', 'ilcacm/segment_blind', 'ilcacm/diversity_warmup',
                  'wsdec/youcook2_prior', 'wsdec/youcook2_segment_blind', 'ilcacm/youcook2_prior',
                  'ilcacm/youcook2_segment_blind')},
     **{r: 'no YouCook2 number of this ablation was found (spec published_results §2.2)'
