@@ -90,6 +90,26 @@ def test_tensorboard_holds_the_logged_scalars(tmp_path):
     assert [(e.step, e.value) for e in acc.Scalars('train/loss')] == [(1, 2.0), (2, 1.0)]
 
 
+def test_a_run_made_before_a_flag_existed_resumes_with_its_implied_value(tmp_path):
+    """A flag added later (e.g. --pretrain-segment, issue 14) is absent from an earlier run's config.json: the run
+    resumes while the flag keeps the value every earlier run had, and is refused with another value."""
+    import argparse
+    import utils.run as run_module
+
+    def parse_with(value, *argv):
+        args = parse(tmp_path, *argv)
+        return argparse.Namespace(**vars(args), pretrain_segment=value)
+    run = Run(parse_with('whole-video'), kind='unit').start()
+    run.close()
+    config = json.loads((run.dir / 'config.json').read_text())
+    del config['pretrain_segment']
+    (run.dir / 'config.json').write_text(json.dumps(config))
+    assert run_module.IMPLIED_BY_EARLIER_RUNS['pretrain_segment'] == 'whole-video'
+    Run(parse_with('whole-video', '--resume'), kind='unit').close()  # accepted
+    with pytest.raises(RunFolderError, match="pretrain_segment: 'whole-video' -> 'caption-order'"):
+        Run(parse_with('caption-order', '--resume'), kind='unit')
+
+
 def test_existing_run_is_protected(tmp_path):
     Run(parse(tmp_path), kind='unit').start().close()
     with pytest.raises(RunFolderError, match='--resume.*--run-name'):

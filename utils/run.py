@@ -53,6 +53,10 @@ CHECKPOINT_FORMAT = 2
 RESUMABLE_CHANGES = ('resume', 'resume_from', 'clear_stale_lock', 'quiet', 'epochs', 'num_workers', 'device',
                      'keep_checkpoints', 'debug')
 
+# Flags added after runs had been made, with the value every earlier run had without the flag (the original's
+# behaviour): a run whose config.json lacks one resumes when the flag keeps that value.
+IMPLIED_BY_EARLIER_RUNS = {'pretrain_segment': 'whole-video', 'pseudo_label_ties': 'first', 'diversity_warmup': 0}
+
 
 class RunFolderError(ValueError):
     """The run folder conflicts with the request (exists without --resume, locked, damaged checkpoint...)."""
@@ -207,6 +211,7 @@ class Run:
             raise RunFolderError(f"--resume: {config_path} not found, there is no run '{self.args.run_name}' "
                                  f"in {self.dir.parent} to continue (start it without --resume)")
         saved = json.loads(config_path.read_text())
+        saved = {**{k: v for k, v in IMPLIED_BY_EARLIER_RUNS.items() if k in self.config}, **saved}
         changed = sorted(k for k in saved.keys() | self.config.keys()
                          if k not in RESUMABLE_CHANGES and saved.get(k) != self.config.get(k))
         if changed:
