@@ -558,11 +558,6 @@ def metrics_files_by_seed(experiment: Experiment, row: TableRow, seeds: list[int
     return out
 
 
-def metrics_files(experiment: Experiment, row: TableRow, seeds: list[int] | None, profile: Profile) -> list[Path]:
-    """The metrics files of a table row, over the seeds (sorted within a seed)."""
-    return [path for _, path in metrics_files_by_seed(experiment, row, seeds, profile)]
-
-
 def check_registry() -> None:
     """Every step and input exists, every experiment's steps exist, no cycles (raises RegistryError)."""
     for experiment in EXPERIMENTS:
