@@ -153,5 +153,8 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def cleanup() -> None:
+    """End of a normal run: every rank waits for the others before the process group goes, so that no rank tears
+    down its gloo threads while a peer still communicates (a rank-exit SIGABRT seen once under load)."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
