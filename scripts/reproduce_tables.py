@@ -24,7 +24,7 @@ from pathlib import Path
 
 from utils import cli
 from utils.experiments import (DATASETS, DEFAULT_SEEDS, LEARNING_CHECKS, SHAPED_DATA, SYNTHETIC_SIZES, Job,
-                               Profile, metrics_files_by_seed, plan, select)
+                               Profile, RegistryError, metrics_files_by_seed, plan, select)
 from utils.learning_checks import write_learning_checks
 from utils.published import Protocol
 from utils.tables import write_tables
@@ -40,6 +40,9 @@ def parse_args(argv=None):
                              'utils/experiments.py SHAPED_DATA); the synthetic kinds are built on first use')
     parser.add_argument('--max-videos', type=int, default=None,
                         help='anet-shaped / yc2-shaped: training videos (default: SHAPED_DATA\'s)')
+    parser.add_argument('--signal-to-noise', type=float, default=None, metavar='S',
+                        help='anet-shaped / yc2-shaped: the features\' signal strength (utils/synthetic.py, default: '
+                             'SHAPED_DATA\'s, 8); another value gets its own data root and run names (..._snr<S>)')
     parser.add_argument('--data-root', default=None,
                         help='data root (captions/, features/); synthetic default: data/synthetic_<size>')
     parser.add_argument('--synthetic-size', choices=('tiny', 'small', 'anet'), default=None,
@@ -90,10 +93,17 @@ def profile_from_args(args) -> tuple[Profile, str | None]:
         default = Path('data') / f'synthetic_{build}'  # beside the ActivityNet files, in the root's data/
     elif args.dataset in SHAPED_DATA:
         build = 'shaped'
-        default = Path('data') / SHAPED_DATA[args.dataset].root_name(args.dataset, args.max_videos)
+        default = Path('data') / SHAPED_DATA[args.dataset].root_name(args.dataset, args.max_videos,
+                                                                     args.signal_to_noise)
+    for flag, value in (('--max-videos', args.max_videos), ('--signal-to-noise', args.signal_to_noise)):
+        if value is not None and args.dataset not in SHAPED_DATA:
+            raise RegistryError(f'{flag} is for --dataset {" / ".join(SHAPED_DATA)}, not {args.dataset}')
+    if args.signal_to_noise is not None and not args.signal_to_noise > 0:
+        raise RegistryError(f'--signal-to-noise {args.signal_to_noise:g}: expected a positive number')
     if build is not None:
         data_root = data_root or str(default if Path.cwd().resolve() == REPO_ROOT else REPO_ROOT / default)
-    profile = Profile(name, args.dataset, data_root, from_repo_root(args.runs_dir), max_videos=args.max_videos)
+    profile = Profile(name, args.dataset, data_root, from_repo_root(args.runs_dir), max_videos=args.max_videos,
+                      signal_to_noise=args.signal_to_noise)
     return profile, build
 
 
@@ -109,7 +119,8 @@ def data_command(profile: Profile, build: str) -> list[str]:
         return command + ['--size', build]
     spec = SHAPED_DATA[profile.dataset]
     sizes = [('--max-videos', profile.max_videos or spec.max_videos), ('--max-val-videos', spec.max_val_videos)]
-    return command + ['--annotations', spec.annotations, *spec.signal] + \
+    snr = spec.signal_to_noise if profile.signal_to_noise is None else profile.signal_to_noise
+    return command + ['--annotations', spec.annotations, '--signal-to-noise', f'{snr:g}'] + \
         [str(x) for flag, n in sizes if n is not None for x in (flag, n)]
 
 

@@ -114,6 +114,18 @@ def test_shaped_profiles_build_their_data_and_run_their_family(tmp_path):
     assert command[command.index('--annotations') + 1] == '../shared/data/activitynet_captions'
     assert command[command.index('--max-videos') + 1] == '1000' and '--signal-to-noise' in command
     assert Path(profile.data_root).name == 'anet_shaped_1000'
+    # another signal strength: its own data root and run names, the flag passed to the data builder
+    strong, _ = reproduce_tables.profile_from_args(reproduce_tables.parse_args(
+        ['--dataset', 'anet-shaped', '--signal-to-noise', '16', '--runs-dir', 'r']))
+    assert Path(strong.data_root).name == 'anet_shaped_1000_snr16' and strong.prefix == 'anet_shaped_1000_snr16_'
+    command = reproduce_tables.data_command(strong, build)
+    assert command[command.index('--signal-to-noise') + 1] == '16'
+    assert reproduce_tables.profile_from_args(reproduce_tables.parse_args(
+        ['--dataset', 'anet-shaped', '--signal-to-noise', '8']))[0].prefix == 'anet_shaped_1000_'   # the default
+    for argv, message in ((['--dataset', 'synthetic', '--signal-to-noise', '16'], 'is for --dataset anet-shaped'),
+                          (['--dataset', 'anet-shaped', '--signal-to-noise', '0'], 'expected a positive number')):
+        with pytest.raises(RegistryError, match=message):
+            reproduce_tables.profile_from_args(reproduce_tables.parse_args(argv))
     yc2, build = reproduce_tables.profile_from_args(reproduce_tables.parse_args(['--dataset', 'yc2-shaped']))
     assert yc2.family == 'youcook2' and '--max-videos' not in reproduce_tables.data_command(yc2, build)
     youcook2 = {e.id for e in ex.select(None, 'youcook2')}

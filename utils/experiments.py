@@ -40,15 +40,19 @@ YOUCOOK2_DATASETS = ('youcook2', 'yc2-shaped')
 @dataclass(frozen=True)
 class ShapedData:
     """A data root built from real annotation files with synthetic features (utils/synthetic.py): the first
-    `max_videos` train and `max_val_videos` val_1 videos, features from the signal model's flags."""
+    `max_videos` train and `max_val_videos` val_1 videos, features at `signal_to_noise` (the signal model)."""
     annotations: str                          # relative to the repository root
     max_videos: int | None
     max_val_videos: int | None
-    signal: tuple[str, ...]                   # make_synthetic_dataset.py signal-model flags
+    signal_to_noise: float                    # make_synthetic_dataset.py --signal-to-noise
 
-    def root_name(self, dataset: str, max_videos: int | None = None) -> str:
+    def root_name(self, dataset: str, max_videos: int | None = None, signal_to_noise: float | None = None) -> str:
+        """`anet_shaped_1000`; another signal than the default adds `_snr<S>` (`anet_shaped_1000_snr16`), so data
+        roots and run names of different signals never mix."""
         n = max_videos or self.max_videos
-        return f'{dataset.replace("-", "_")}{"" if n is None else f"_{n}"}'
+        snr = self.signal_to_noise if signal_to_noise is None else signal_to_noise
+        suffix = '' if snr == self.signal_to_noise else f'_snr{snr:g}'
+        return f'{dataset.replace("-", "_")}{"" if n is None else f"_{n}"}{suffix}'
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Profile:
     runs_dir: str = 'runs'
     python: str = sys.executable
     max_videos: int | None = None      # shaped data: the number of training videos (default SHAPED_DATA's)
+    signal_to_noise: float | None = None   # shaped data: the signal model's strength (default SHAPED_DATA's)
 
     def __post_init__(self):
         if self.name not in PROFILES:
@@ -79,7 +84,7 @@ class Profile:
     def prefix(self) -> str:
         """Run-name prefix: '' for the paper setting, else the profile / data it ran on."""
         if self.name == 'shaped':
-            return SHAPED_DATA[self.dataset].root_name(self.dataset, self.max_videos) + '_'
+            return SHAPED_DATA[self.dataset].root_name(self.dataset, self.max_videos, self.signal_to_noise) + '_'
         if self.quick:
             return 'quick_' if self.dataset == 'synthetic' else f'quick_{self.dataset}_'
         return '' if self.dataset == 'anet' else f'{self.dataset}_'
@@ -116,10 +121,11 @@ ILCACM_SHAPED = ('--decoder', 'word', '--word-min-count', '2', '--gpt2-layers', 
                  '--gpt2-heads', '4', '--enc-layers', '2', '--enc-heads', '4', '--enc-ff', '256', '--mask-ff', '256',
                  '--cap-epochs', '10', '--batch-size', '16', '--loss-groups', '2', '--lr', '5e-4',
                  '--keep-checkpoints', '1', '--quiet')
-# the ~1-hour size by default (`--max-videos` for more); signal-to-noise 8: see utils/synthetic.py "Signal model"
+# the ~1-hour size by default (`--max-videos` for more); signal-to-noise 8 by default (`--signal-to-noise` for
+# another): see utils/synthetic.py "Signal model"
 SHAPED_DATA = {
-    'anet-shaped': ShapedData('../shared/data/activitynet_captions', 1000, 300, ('--signal-to-noise', '8')),
-    'yc2-shaped': ShapedData('../shared/data/youcook2', None, 150, ('--signal-to-noise', '8')),
+    'anet-shaped': ShapedData('../shared/data/activitynet_captions', 1000, 300, 8.0),
+    'yc2-shaped': ShapedData('../shared/data/youcook2', None, 150, 8.0),
 }
 
 
