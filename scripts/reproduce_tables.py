@@ -107,6 +107,29 @@ def profile_from_args(args) -> tuple[Profile, str | None]:
     return profile, build
 
 
+def check_data_roots(jobs: list[Job], profile: Profile) -> None:
+    """A run folder of the plan made on another data root than this invocation's would be reused (or resumed) as
+    if it were this data's: refuse, naming the folder and both roots."""
+    def where(path) -> Path | None:
+        return None if path is None else (REPO_ROOT / path).resolve()
+    wanted = where(profile.data_root)
+    for job in jobs:
+        config = job.run_dir / 'config.json'
+        if job.step.writes_into or not config.is_file():
+            continue
+        try:
+            recorded = json.loads(config.read_text())
+        except (OSError, ValueError) as error:
+            raise RegistryError(f'{config}: unreadable run config ({error}); move the run folder away') from None
+        if not isinstance(recorded, dict) or 'data_root' not in recorded:
+            continue                          # not one of the suite's run configs: nothing to compare
+        made_on = recorded['data_root']
+        if where(made_on) != wanted:
+            raise RegistryError(f'{job.run_dir}: made on data root {made_on or "data/ (ActivityNet layout)"}, '
+                                f'this invocation uses {profile.data_root or "data/ (ActivityNet layout)"}; '
+                                f'give another --runs-dir (or move the folder away)')
+
+
 def data_ready(root: Path) -> bool:
     return all((root / p).exists() for p in ('captions/train.json', 'captions/val_1.json', 'features/c3d.hdf5',
                                              'features/clip'))
@@ -280,6 +303,7 @@ def main(argv=None) -> int:
     profile, size = profile_from_args(args)
     experiments = select(args.only, profile.family)
     jobs = plan(experiments, args.seeds, profile)
+    check_data_roots(jobs, profile)
     build_data = size is not None and not data_ready(Path(profile.data_root))
     print(f'{len(experiments)} experiments, {len(jobs)} runs; profile {profile.name}, dataset {profile.dataset}'
           f'{f" ({size})" if size else ""}, data root {profile.data_root or "data/ (ActivityNet layout)"}, '

@@ -207,6 +207,19 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert f'--checkpoint {runs}/quick_wsdec_final_s233/checkpoints/last.pt' in out
 
 
+def test_runs_made_on_another_data_root_are_not_reused(tmp_path, capsys):
+    runs, argv = tmp_path / 'runs', ['--dataset', 'synthetic', '--quick', '--dry-run', '--only', 'wsdec/final']
+    made = runs / 'quick_wsdec_cg_pretrain_s233'
+    made.mkdir(parents=True)
+    (made / 'config.json').write_text(json.dumps({'data_root': str(tmp_path / 'first')}))
+    args = argv + ['--runs-dir', str(runs)]
+    assert reproduce_tables.main(args + ['--data-root', str(tmp_path / 'first')]) == 0   # the same root: planned
+    with pytest.raises(RegistryError, match=f'{made}: made on data root {tmp_path}/first, this invocation uses '
+                                            f'{tmp_path}/second; give another --runs-dir'):
+        reproduce_tables.main(args + ['--data-root', str(tmp_path / 'second')])
+    capsys.readouterr()
+
+
 def test_list_names_every_experiment(capsys):
     assert reproduce_tables.main(['--list']) == 0
     out = capsys.readouterr().out
