@@ -150,6 +150,9 @@ def test_baseline_rows_sit_beside_every_method():
     final = Job(STEPS['wsdec_final_caption_order'], 233, shaped).command()
     assert 'anet_shaped_1000_wsdec_cg_pretrain_caption_order_s233' in final[final.index('--checkpoint-cg') + 1]
     assert BY_ID['wsdec/caption_order_segment_blind'].train == BY_ID['wsdec/caption_order'].train
+    random = Job(STEPS['eval_wsdec_cg_pretrain_caption_order'], 233, shaped).command()   # its own random row
+    assert 'anet_shaped_1000_wsdec_cg_pretrain_caption_order_s233' in random[random.index('--checkpoint') + 1]
+    assert 'wsdec/caption_order_pretrained_cg_random' in ex.LEARNING_CHECKS['wsdec/caption_order']
 
 
 # ------------------------------------------------------------------------------ run-folder status

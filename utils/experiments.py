@@ -224,6 +224,8 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     # WSDEC evaluation (spec wsdec §4.4-4.5)
     _wsdec_eval('eval_wsdec_cg_pretrain', 'eval_script/evaluate_pretrain.py', (('--checkpoint', 'wsdec_cg_pretrain'),),
                 'metrics/pretrain_random_seed*_val_1.json'),
+    _wsdec_eval('eval_wsdec_cg_pretrain_caption_order', 'eval_script/evaluate_pretrain.py',
+                (('--checkpoint', 'wsdec_cg_pretrain_caption_order'),), 'metrics/pretrain_random_seed*_val_1.json'),
     _wsdec_eval('eval_wsdec_final', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_final'),), DENSE_METRICS),
     _wsdec_eval('eval_wsdec_final_segment_blind', 'eval_script/evaluate.py', (('--checkpoint', 'wsdec_final'),),
                 'metrics/dense_n*_seed*_val_1_segment_blind.json', args=('--segment-blind',)),
@@ -378,6 +380,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     _exp('wsdec/caption_order_segment_blind', 'WSDEC with caption-order pretraining, segment-blind captions',
          'WSDEC', DENSE, BASELINES, ['wsdec_final_caption_order'], 'eval_wsdec_final_caption_order_segment_blind',
          'metrics/dense_n*_seed*_val_1_segment_blind.json', 'C3D'),
+    _exp('wsdec/caption_order_pretrained_cg_random', 'WSDEC with caption-order pretraining: pretrained captioner + '
+         'random segments', 'WSDEC', DENSE, BASELINES, ['wsdec_cg_pretrain_caption_order'],
+         'eval_wsdec_cg_pretrain_caption_order', 'metrics/pretrain_random_seed*_val_1.json', 'C3D'),
     _exp('ilcacm/prior', 'Prior: one constant segment + the most frequent training caption', 'ILCACM', DENSE,
          BASELINES, [], 'baseline_prior', 'metrics/prior_val_1_ilcacm.json', 'none'),
     _exp('ilcacm/segment_blind', 'ILCACM, segment-blind captions (the unmasked video\'s caption for every event)',
@@ -397,8 +402,8 @@ BY_ID = {e.id: e for e in EXPERIMENTS}
 # the rows that a method which ignores the video (or the segments) would tie.
 LEARNING_CHECKS: dict[str, tuple[str, ...]] = {
     'wsdec/final': ('wsdec/prior', 'wsdec/segment_blind', 'wsdec/pretrained_cg_random'),
-    'wsdec/caption_order': ('wsdec/prior', 'wsdec/caption_order_segment_blind', 'wsdec/pretrained_cg_random',
-                            'wsdec/final'),
+    'wsdec/caption_order': ('wsdec/prior', 'wsdec/caption_order_segment_blind',
+                            'wsdec/caption_order_pretrained_cg_random', 'wsdec/pretrained_cg_random', 'wsdec/final'),
     'ilcacm/full': ('ilcacm/prior', 'ilcacm/segment_blind', 'ilcacm/random_segments', 'ilcacm/uniform_masks',
                     'ilcacm/equal_split'),
     'ilcacm/youcook2': ('ilcacm/youcook2_prior', 'ilcacm/youcook2_segment_blind', 'ilcacm/youcook2_random_segments',

@@ -145,6 +145,7 @@ NOT_RECOVERED: dict[str, str] = {
                  'mask_cauchy', 'mask_hard')},
     **{r: "a baseline of this suite that exposes degenerate solutions (issue 14); no paper reports it"
        for r in ('wsdec/prior', 'wsdec/segment_blind', 'wsdec/caption_order_segment_blind',
+                 'wsdec/caption_order_pretrained_cg_random',
                  'ilcacm/prior', 'ilcacm/segment_blind',
                  'wsdec/youcook2_prior', 'wsdec/youcook2_segment_blind', 'ilcacm/youcook2_prior',
                  'ilcacm/youcook2_segment_blind')},
