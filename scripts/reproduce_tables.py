@@ -15,6 +15,7 @@ written for what finished and the exit status is 1.
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # noqa: E401,E702
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -98,7 +99,7 @@ def profile_from_args(args) -> tuple[Profile, str | None]:
     for flag, value in (('--max-videos', args.max_videos), ('--signal-to-noise', args.signal_to_noise)):
         if value is not None and args.dataset not in SHAPED_DATA:
             raise RegistryError(f'{flag} is for --dataset {" / ".join(SHAPED_DATA)}, not {args.dataset}')
-    if args.signal_to_noise is not None and not args.signal_to_noise > 0:
+    if args.signal_to_noise is not None and not 0 < args.signal_to_noise < math.inf:
         raise RegistryError(f'--signal-to-noise {args.signal_to_noise:g}: expected a positive number')
     if build is not None:
         data_root = data_root or str(default if Path.cwd().resolve() == REPO_ROOT else REPO_ROOT / default)
@@ -124,7 +125,7 @@ def check_data_roots(jobs: list[Job], profile: Profile) -> None:
         if not isinstance(recorded, dict) or 'data_root' not in recorded:
             continue                          # not one of the suite's run configs: nothing to compare
         made_on = recorded['data_root']
-        if where(made_on) != wanted:
+        if not isinstance(made_on, (str, type(None))) or where(made_on) != wanted:
             raise RegistryError(f'{job.run_dir}: made on data root {made_on or "data/ (ActivityNet layout)"}, '
                                 f'this invocation uses {profile.data_root or "data/ (ActivityNet layout)"}; '
                                 f'give another --runs-dir (or move the folder away)')

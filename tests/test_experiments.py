@@ -123,7 +123,9 @@ def test_shaped_profiles_build_their_data_and_run_their_family(tmp_path):
     assert reproduce_tables.profile_from_args(reproduce_tables.parse_args(
         ['--dataset', 'anet-shaped', '--signal-to-noise', '8']))[0].prefix == 'anet_shaped_1000_'   # the default
     for argv, message in ((['--dataset', 'synthetic', '--signal-to-noise', '16'], 'is for --dataset anet-shaped'),
-                          (['--dataset', 'anet-shaped', '--signal-to-noise', '0'], 'expected a positive number')):
+                          (['--dataset', 'anet-shaped', '--signal-to-noise', '0'], 'expected a positive number'),
+                          (['--dataset', 'anet-shaped', '--signal-to-noise', 'inf'], 'expected a positive number'),
+                          (['--dataset', 'synthetic', '--max-videos', '9'], '--max-videos is for --dataset')):
         with pytest.raises(RegistryError, match=message):
             reproduce_tables.profile_from_args(reproduce_tables.parse_args(argv))
     yc2, build = reproduce_tables.profile_from_args(reproduce_tables.parse_args(['--dataset', 'yc2-shaped']))
