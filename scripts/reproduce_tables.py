@@ -87,6 +87,11 @@ def from_repo_root(path: str | None) -> str | None:
 
 def profile_from_args(args) -> tuple[Profile, str | None]:
     """The profile and, for data that is built here, what to build: a synthetic size, or 'shaped'."""
+    for flag, value in (('--max-videos', args.max_videos), ('--signal-to-noise', args.signal_to_noise)):
+        if value is not None and args.dataset not in SHAPED_DATA:
+            raise RegistryError(f'{flag} is for --dataset {" / ".join(SHAPED_DATA)}, not {args.dataset}')
+    if args.signal_to_noise is not None and not 0 < args.signal_to_noise < math.inf:
+        raise RegistryError(f'--signal-to-noise {args.signal_to_noise:g}: expected a positive number')
     data_root, build = from_repo_root(args.data_root), None
     name = 'quick' if args.quick else 'shaped' if args.dataset in SHAPED_DATA else 'full'
     if args.dataset == 'synthetic':
@@ -96,11 +101,6 @@ def profile_from_args(args) -> tuple[Profile, str | None]:
         build = 'shaped'
         default = Path('data') / SHAPED_DATA[args.dataset].root_name(args.dataset, args.max_videos,
                                                                      args.signal_to_noise)
-    for flag, value in (('--max-videos', args.max_videos), ('--signal-to-noise', args.signal_to_noise)):
-        if value is not None and args.dataset not in SHAPED_DATA:
-            raise RegistryError(f'{flag} is for --dataset {" / ".join(SHAPED_DATA)}, not {args.dataset}')
-    if args.signal_to_noise is not None and not 0 < args.signal_to_noise < math.inf:
-        raise RegistryError(f'--signal-to-noise {args.signal_to_noise:g}: expected a positive number')
     if build is not None:
         data_root = data_root or str(default if Path.cwd().resolve() == REPO_ROOT else REPO_ROOT / default)
     profile = Profile(name, args.dataset, data_root, from_repo_root(args.runs_dir), max_videos=args.max_videos,
