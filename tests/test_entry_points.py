@@ -37,6 +37,8 @@ CASES = {   # script: (argv, a fragment the one line must hold)
     'scripts/caption_video.py': ([NONE + '.mp4', '--checkpoint', NONE + '.pt'], 'no such video file or folder'),
     'scripts/make_report.py': (['--run', NONE], NONE),
     'scripts/video_reliance.py': (['--checkpoint', NONE + '.pt'], 'checkpoint file not found'),
+    'scripts/caption_headroom.py': (['--submission', NONE + '.json', '--references', NONE + '.json', '--out', NONE + '_out'],
+                                    f'{NONE}.json: submission file not found'),
     'scripts/reproduce_tables.py': (['--only', 'wsdec/nope', '--dry-run'], "unknown experiment id(s) ['wsdec/nope']"),
 }
 
