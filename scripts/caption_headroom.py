@@ -4,7 +4,7 @@ caption; this measures what perfect captions would gain on the same segments, so
 small gap is the data's or the captioner's.
 
     python scripts/caption_headroom.py --submission runs/<run>/predictions/<file>.json \\
-        --references data/<root>/captions/val_1.json data/<root>/captions/val_2.json --out runs/<run>/headroom
+        --references data/<root>/captions/val_1.json data/<root>/captions/val_2.json --out headroom/<run>
 
 Two submissions with the submission's segments and ground-truth sentences of the first reference file:
 * `oracle_aware.json`: each segment gets the sentence of the reference event it overlaps most (tIoU);

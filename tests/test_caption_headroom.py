@@ -62,3 +62,14 @@ def test_bad_submission_is_one_error_line(tmp_path):
     sub.write_text(json.dumps({'results': {'v_z': []}}))
     with pytest.raises(ValueError, match='none of its 1 videos'):
         caption_headroom.main(['--submission', str(sub), '--references', str(refs), '--out', str(tmp_path / 'h')])
+
+
+def test_an_out_that_is_a_file_is_one_error_line(tmp_path):
+    refs, sub, taken = tmp_path / 'val_1.json', tmp_path / 'sub.json', tmp_path / 'taken'
+    refs.write_text(json.dumps(REFS))
+    sub.write_text(json.dumps({'results': RESULTS}))
+    taken.write_text('')
+    done = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'caption_headroom.py'), '--submission', str(sub),
+                           '--references', str(refs), '--out', str(taken)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith('error: ') and str(taken) in done.stderr
+    assert 'Traceback' not in done.stderr

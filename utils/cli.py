@@ -115,7 +115,7 @@ def is_expected(error: BaseException) -> bool:
     failing, a non-finite loss."""
     from third_party.densevid_eval.meteor import JavaNotFoundError, JavaToolError
     from utils.checkpoint import NonFiniteLossError
-    if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+    if isinstance(error, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
                           JavaNotFoundError, JavaToolError, NonFiniteLossError)):
         return True
     cls = type(error)
